@@ -1,0 +1,93 @@
+"""Base config: every field the project reads, with Search-R1's paper defaults.
+
+Presets import this and override fields. Use from the command line with absl flags:
+  python -m searchr1_jax.train --config=configs/base.py --config.rl.algo=ppo
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+
+    c.model = dict(
+        name="qwen2.5-3b",        # HF dir, hub id, .gguf path or "smollm2-135m-instruct"
+        dtype="bfloat16",         # compute dtype
+        param_dtype="float32",    # master weights
+        remat=True,               # rematerialise each decoder layer in the train step
+    )
+    c.mesh = dict(data=1, fsdp=-1, tensor=1)  # -1: all remaining devices
+
+    c.data = dict(
+        train="mini:train",       # "mini:train", a Search-R1 parquet or a FlashRAG jsonl
+        eval="mini:test",
+        prompt_style="auto",      # auto (chat template if the tokenizer has one) | chat | raw
+        train_batch_size=512,     # prompts per step
+        max_train_examples=-1,    # -1: all
+        max_eval_examples=-1,
+        shuffle_seed=0,
+    )
+    c.retrieval = dict(
+        kind="bm25",              # bm25 | exact | scann | http
+        corpus="mini",            # "mini" (embedded) or a jsonl(.gz) path
+        index_dir="",             # prebuilt index directory (empty: build in memory)
+        encoder="intfloat/e5-base-v2",
+        url="http://127.0.0.1:8000/retrieve",
+        topk=3,
+        timeout_s=30.0,
+        retries=3,
+        on_error="observation",   # observation (tell the model) | raise (fail the batch)
+        rerank=False,
+        reranker="cross-encoder/ms-marco-MiniLM-L-6-v2",
+        rerank_candidates=10,
+    )
+    c.rollout = dict(
+        max_turns=4,
+        max_response_length=500,  # tokens generated per turn
+        max_obs_length=500,       # tokens of retrieved text kept per observation
+        max_prompt_length=4096,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,                  # 0: off
+        batch_size=0,             # rows sampled at once (0: the whole step batch)
+    )
+    c.rl = dict(
+        algo="grpo",              # grpo | ppo
+        n_samples=5,              # responses per prompt (GRPO; PPO uses 1)
+        mask_retrieved_tokens=True,       # policy/entropy/KL only on generated tokens
+        mask_retrieved_in_critic=False,   # Search-R1: value loss/GAE on all response tokens
+        kl_kind="low_var_kl",     # kl | abs | mse | low_var_kl
+        kl_coef=0.001,
+        use_kl_loss=True,         # GRPO: KL as loss term; PPO (Search-R1): KL in the reward
+        clip_ratio=0.2,
+        value_clip=0.5,
+        entropy_coef=0.001,
+        gamma=1.0,
+        lam=1.0,
+        loss_agg="token_mean",    # token_mean (Search-R1) | seq_mean_token_mean
+        reward="em",              # em | sub_em | f1 | format
+    )
+    c.train = dict(
+        steps=1005,
+        mini_batch_size=256,      # PPO mini-batch (prompts x n_samples rows per update)
+        micro_batch_size=8,       # rows per gradient-accumulation step
+        ppo_epochs=1,
+        actor_lr=1e-6,
+        critic_lr=1e-5,
+        actor_warmup_ratio=0.285,
+        critic_warmup_ratio=0.015,
+        weight_decay=0.01,
+        grad_clip=1.0,
+        seed=0,
+        checkpoint_every=100,
+        keep_checkpoints=3,
+        async_checkpoint=True,
+        log_every=1,
+    )
+    c.eval = dict(
+        batch_size=64,
+        greedy=True,              # Search-R1's eval silently samples; ours is greedy
+        every=100,                # steps between evaluations during training (0: never)
+        seeds=1,
+    )
+    c.output = dict(dir="runs/default")
+    return c
