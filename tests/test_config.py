@@ -1,0 +1,83 @@
+"""Config validation names the bad field; absl config flags override fields."""
+import os
+
+import ml_collections
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from searchr1_jax.config import ConfigError, load_config_file, validate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = os.path.join(ROOT, "configs", "base.py")
+
+
+def test_base_config_is_valid():
+    validate(load_config_file(BASE))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("rl.algo", "ppo2", r"rl\.algo = 'ppo2': must be one of \['grpo', 'ppo'\]"),
+    ("rl.kl_kind", "k3", r"rl\.kl_kind = 'k3'"),
+    ("rollout.top_p", 0.0, r"rollout\.top_p = 0\.0: must be in \(0, 1\]"),
+    ("rollout.max_turns", 0, r"rollout\.max_turns = 0: must be > 0"),
+    ("train.actor_lr", "1e-6", r"train\.actor_lr = '1e-6': expected int or float, got str"),
+    ("rl.mask_retrieved_tokens", 1, r"rl\.mask_retrieved_tokens = 1: expected bool, got int"),
+    ("mesh.fsdp", -2, r"mesh\.fsdp = -2"),
+    ("retrieval.kind", "faiss", r"retrieval\.kind = 'faiss'"),
+])
+def test_bad_field_is_named(field, value, message):
+    cfg = load_config_file(BASE)
+    section, leaf = field.split(".")
+    # Rebuild the section: ConfigDict refuses type-changing assignment, but a config *file* can
+    # still hold a wrong type, which is what validate() must catch.
+    fields = cfg[section].to_dict()
+    fields[leaf] = value
+    cfg[section] = ml_collections.ConfigDict(fields)
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
+def test_cross_field_checks():
+    cfg = load_config_file(BASE)
+    cfg.train.micro_batch_size = 7  # does not divide 256 prompts x 5 samples
+    with pytest.raises(ConfigError, match=r"train\.micro_batch_size = 7"):
+        validate(cfg)
+    cfg = load_config_file(BASE)
+    cfg.rl.n_samples = 1
+    with pytest.raises(ConfigError, match=r"rl\.n_samples = 1: GRPO needs"):
+        validate(cfg)
+
+
+def test_missing_field_is_named():
+    cfg = load_config_file(BASE)
+    del cfg.rl["kl_coef"]
+    with pytest.raises(ConfigError, match=r"rl\.kl_coef: missing"):
+        validate(cfg)
+
+
+def test_load_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*nope.py"):
+        load_config_file(str(tmp_path / "nope.py"))
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = 1\n")
+    with pytest.raises(ConfigError, match="bad.py: defines no get_config"):
+        load_config_file(str(bad))
+    with pytest.raises(ConfigError, match="rl.nope: no such field"):
+        load_config_file(BASE, {"rl.nope": 1})
+
+
+def _parse(argv):
+    # config_flags discovers override flags from the argv it is given at definition time.
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=argv)
+    fv(argv)
+    return fv.config
+
+
+def test_absl_flag_overrides():
+    cfg = _parse(["prog", f"--config={BASE}", "--config.rl.algo=ppo", "--config.rollout.max_turns=2"])
+    assert cfg.rl.algo == "ppo" and cfg.rollout.max_turns == 2
+    validate(cfg)
+    with pytest.raises(AttributeError, match=r"Did you mean \"algo\""):
+        _parse(["prog", f"--config={BASE}", "--config.rl.algoo=ppo"])
