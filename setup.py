@@ -22,7 +22,7 @@ CORE = [
     "tqdm",
 ]
 EXTRAS = {
-    "retrieval": ["bm25s>=0.2", "scann>=1.3", "fastapi", "uvicorn", "httpx"],
+    "retrieval": ["bm25s>=0.2", "PyStemmer", "scann>=1.3", "fastapi", "uvicorn", "httpx"],
     "data": ["tensorflow-datasets>=4.9.7", "array-record", "pyarrow"],
     "metrics": ["tensorboard", "matplotlib"],
     # Test-only: torch is the independent reference for logits and generation.
