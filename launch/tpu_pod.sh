@@ -11,11 +11,14 @@
 set -euo pipefail
 : "${TPU_NAME:?set TPU_NAME}" "${ZONE:?set ZONE}"
 CONFIG=${1:?usage: tpu_pod.sh CONFIG [--config.field=value ...]}; shift
-REPO=${REPO:-https://github.com/searchr1-jax/searchr1-jax.git}
 ARGS=$(printf ' %q' "$@")
+cd "$(dirname "$0")/.."
+# Copy this checkout (without the local venv and runs) to every host.
+tar --exclude=.venv --exclude=runs --exclude=.git -czf /tmp/searchr1_jax_src.tgz .
+gcloud compute tpus tpu-vm scp /tmp/searchr1_jax_src.tgz "$TPU_NAME":/tmp/ --zone "$ZONE" --worker=all
 gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" --worker=all --command "
   set -e
-  [ -d searchr1-jax ] || git clone $REPO searchr1-jax
+  mkdir -p searchr1-jax && tar -xzf /tmp/searchr1_jax_src.tgz -C searchr1-jax
   cd searchr1-jax
   [ -x .venv/bin/python ] || python3 -m venv .venv
   . .venv/bin/activate
