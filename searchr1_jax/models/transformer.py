@@ -1,0 +1,262 @@
+"""Flax NNX decoder for Qwen2/Qwen2.5 and Llama 3.x (and SmolLM2, a Llama).
+
+Parameter names and shapes (``H`` hidden, ``N`` query heads, ``K`` KV heads, ``D`` head dim,
+``F`` MLP width, ``V`` vocab); ``searchr1_jax.parallel.rules.DECODER_RULES`` shards them:
+  embed/embedding                        [V, H]
+  layers/{i}/input_norm/scale            [H]
+  layers/{i}/attn/q_proj/kernel          [H, N, D]   bias [N, D]   (k_proj, v_proj: [H, K, D])
+  layers/{i}/attn/o_proj/kernel          [N, D, H]   bias [H]      (Llama attention_bias only)
+  layers/{i}/post_attn_norm/scale        [H]
+  layers/{i}/mlp/gate_proj/kernel        [H, F]      up_proj [H, F]   down_proj [F, H]
+  final_norm/scale                       [H]
+  lm_head_proj/kernel                    [H, V]      (absent when embeddings are tied)
+
+Attention rule: query i attends key j iff key j is real and ``pos[j] <= pos[i]``; positions are
+explicit so left- and right-padded rows both work. Softmax runs in fp32; logits are fp32.
+"""
+from __future__ import annotations
+
+import math
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from searchr1_jax.models.config import ModelConfig
+from searchr1_jax.models.kv_cache import KVCache, write_layer_kv
+
+_MASKED = float(np.finfo(np.float32).min)  # finite: a row with no visible key stays NaN-free
+_init = nnx.initializers.normal(stddev=0.02)
+KV = tuple[jax.Array, jax.Array]
+
+
+# --------------------------------------------------------------------------------------- RoPE
+def rope_inv_freq(cfg: ModelConfig) -> np.ndarray:
+    """``inv_freq[i] = theta^(-2i/D)``, rescaled per ``cfg.rope_scaling`` -> float32[D/2].
+
+    llama3 scaling (HF ``_compute_llama3_parameters``): with ``wl = 2*pi/inv_freq`` and
+    ``Lo = original_max_position_embeddings``: ``wl > Lo/low`` -> ``inv_freq/factor``;
+    ``wl < Lo/high`` -> unchanged; else ``(1-s)*inv_freq/factor + s*inv_freq`` with
+    ``s = (Lo/wl - low)/(high - low)``. linear scaling: ``inv_freq/factor``.
+    """
+    d = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (np.arange(0, d, 2, dtype=np.float64) / d))
+    scaling = cfg.rope_scaling
+    kind = (scaling or {}).get("rope_type", "default")
+    if kind == "linear":
+        inv_freq = inv_freq / float(scaling["factor"])
+    elif kind == "llama3":
+        factor, low, high = (float(scaling[k]) for k in ("factor", "low_freq_factor",
+                                                         "high_freq_factor"))
+        old_len = float(scaling["original_max_position_embeddings"])
+        wavelen = 2 * math.pi / inv_freq
+        scaled = np.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+        inv_freq = np.where(medium, smoothed, scaled)
+    return inv_freq.astype(np.float32)
+
+
+def rope_sin_cos(positions: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """``angle[b,t] = pos[b,t] * concat(inv_freq, inv_freq)`` -> (sin, cos) float32[B, T, D]."""
+    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]
+    angles = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.sin(angles), jnp.cos(angles)
+
+
+def apply_rope(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
+    """HF rotate-half RoPE: ``x*cos + rotate_half(x)*sin``, ``rotate_half([a, b]) = [-b, a]``.
+
+    ``x`` [B, T, heads, D]; sin/cos [B, T, D]; computed in fp32, returned in x's dtype.
+    """
+    xf = x.astype(jnp.float32)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-xf[..., half:], xf[..., :half]], axis=-1)
+    out = xf * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+    return out.astype(x.dtype)
+
+
+def attention_mask(query_pos: jax.Array, key_pos: jax.Array, key_valid: jax.Array) -> jax.Array:
+    """``mask[b,i,j] = key_valid[b,j] & (key_pos[b,j] <= query_pos[b,i])`` -> bool[B, T, S]."""
+    return key_valid[:, None, :] & (key_pos[:, None, :] <= query_pos[:, :, None])
+
+
+# ------------------------------------------------------------------------------------ modules
+class Dense(nnx.Module):
+    """``y = einsum(eqn, x, kernel) (+ bias)`` with params cast to the compute dtype."""
+
+    def __init__(self, eqn: str, kernel_shape: tuple[int, ...], bias_shape: tuple[int, ...] | None,
+                 *, dtype, param_dtype, rngs: nnx.Rngs):
+        self.eqn = eqn
+        self.dtype = dtype
+        self.kernel = nnx.Param(_init(rngs.params(), kernel_shape, param_dtype))
+        self.bias = nnx.Param(jnp.zeros(bias_shape, param_dtype)) if bias_shape else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jnp.einsum(self.eqn, x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class RMSNorm(nnx.Module):
+    """``y = scale * x / sqrt(mean(x^2) + eps)`` (statistics in fp32, HF order of casts)."""
+
+    def __init__(self, size: int, eps: float, *, dtype, param_dtype):
+        self.eps = eps
+        self.dtype = dtype
+        self.scale = nnx.Param(jnp.ones((size,), param_dtype))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(jnp.float32)
+        xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+        return self.scale[...].astype(self.dtype) * xf.astype(self.dtype)
+
+
+class Embed(nnx.Module):
+    """Token embedding ``embedding [V, H]``; ``attend`` is the tied output projection."""
+
+    def __init__(self, vocab: int, hidden: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+        self.dtype = dtype
+        self.embedding = nnx.Param(_init(rngs.params(), (vocab, hidden), param_dtype))
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], tokens, axis=0).astype(self.dtype)
+
+    def attend(self, hidden: jax.Array) -> jax.Array:
+        """``logits = einsum("BTH,VH->BTV")`` in fp32."""
+        return jnp.einsum("BTH,VH->BTV", hidden.astype(self.dtype),
+                          self.embedding[...].astype(self.dtype),
+                          preferred_element_type=jnp.float32)
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention over explicit positions, optionally through the KV cache."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+        h, n, k, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        qkv_bias = cfg.attention_bias
+        self.q_proj = Dense("BTH,HND->BTND", (h, n, d), (n, d) if qkv_bias else None, **kw)
+        self.k_proj = Dense("BTH,HKD->BTKD", (h, k, d), (k, d) if qkv_bias else None, **kw)
+        self.v_proj = Dense("BTH,HKD->BTKD", (h, k, d), (k, d) if qkv_bias else None, **kw)
+        self.o_proj = Dense("BTND,NDH->BTH", (n, d, h), (h,) if cfg.o_proj_bias else None, **kw)
+        self.num_kv_heads, self.head_dim, self.dtype = k, d, dtype
+
+    def __call__(self, x: jax.Array, sin: jax.Array, cos: jax.Array, mask: jax.Array,
+                 kv: KV | None = None, layer: int = 0,
+                 slots: jax.Array | None = None) -> tuple[jax.Array, KV | None]:
+        """x [B,T,H], mask bool[B,T,S]; with ``kv`` (the cache's [L,B,S,K,D] k/v) the chunk is
+        written at ``slots`` of layer ``layer`` first and attention runs over all S slots."""
+        b, t, _ = x.shape
+        q = apply_rope(self.q_proj(x), sin, cos)       # [B,T,N,D]
+        k = apply_rope(self.k_proj(x), sin, cos)       # [B,T,K,D]
+        v = self.v_proj(x)                             # [B,T,K,D]
+        if kv is not None:
+            kv = write_layer_kv(kv[0], kv[1], layer, slots, k, v)
+            k, v = kv[0][layer].astype(self.dtype), kv[1][layer].astype(self.dtype)  # [B,S,K,D]
+        q = q.reshape(b, t, self.num_kv_heads, -1, self.head_dim)               # [B,T,K,G,D]
+        scores = jnp.einsum("BTKGD,BSKD->BKGTS", q, k, preferred_element_type=jnp.float32)
+        scores = scores * (self.head_dim ** -0.5)
+        scores = jnp.where(mask[:, None, None, :, :], scores, _MASKED)
+        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+        out = jnp.einsum("BKGTS,BSKD->BTKGD", probs, v).reshape(b, t, -1, self.head_dim)
+        return self.o_proj(out), kv
+
+
+class MLP(nnx.Module):
+    """SwiGLU: ``down(silu(x @ gate) * (x @ up))``."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+        h, f = cfg.hidden_size, cfg.intermediate_size
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.gate_proj = Dense("BTH,HF->BTF", (h, f), None, **kw)
+        self.up_proj = Dense("BTH,HF->BTF", (h, f), None, **kw)
+        self.down_proj = Dense("BTF,FH->BTH", (f, h), None, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nnx.Module):
+    """Pre-norm block: ``x += attn(norm(x)); x += mlp(norm(x))``."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype)
+        self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **kw)
+        self.attn = Attention(cfg, rngs=rngs, **kw)
+        self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **kw)
+        self.mlp = MLP(cfg, rngs=rngs, **kw)
+
+    def __call__(self, x, sin, cos, mask, kv: KV | None = None, layer: int = 0,
+                 slots: jax.Array | None = None) -> tuple[jax.Array, KV | None]:
+        attn_out, kv = self.attn(self.input_norm(x), sin, cos, mask, kv, layer, slots)
+        x = x + attn_out
+        x = x + self.mlp(self.post_attn_norm(x))
+        return x, kv
+
+
+def _layer_no_cache(layer: DecoderLayer, x, sin, cos, mask):
+    return layer(x, sin, cos, mask)[0]
+
+
+class Transformer(nnx.Module):
+    """Decoder-only LM: embed -> L x DecoderLayer -> final RMSNorm -> lm_head (tied or not)."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        kw = dict(dtype=dtype, param_dtype=param_dtype)
+        self.cfg = cfg
+        self.embed = Embed(cfg.vocab_size, cfg.hidden_size, rngs=rngs, **kw)
+        self.layers = nnx.List([DecoderLayer(cfg, rngs=rngs, **kw)
+                                for _ in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **kw)
+        self.lm_head_proj = None if cfg.tie_word_embeddings else Dense(
+            "BTH,HV->BTV", (cfg.hidden_size, cfg.vocab_size), None, rngs=rngs, **kw)
+
+    def backbone(self, tokens: jax.Array, positions: jax.Array,
+                 token_mask: jax.Array | None = None, cache: KVCache | None = None,
+                 advance: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
+        """tokens/positions int32[B,T], token_mask bool[B,T] -> (hidden [B,T,H], cache).
+
+        With a cache the chunk is written at slots ``[end_b, end_b+T)`` and attends to every
+        cached slot; ``end`` then advances by T (or ``advance[b]``).
+        """
+        b, t = tokens.shape
+        if token_mask is None:
+            token_mask = jnp.ones((b, t), bool)
+        token_mask = token_mask.astype(bool)
+        positions = positions.astype(jnp.int32)
+        x = self.embed(tokens)
+        sin, cos = rope_sin_cos(positions, rope_inv_freq(self.cfg))
+        if cache is None:
+            mask = attention_mask(positions, positions, token_mask)
+            run = nnx.remat(_layer_no_cache) if self.cfg.remat else _layer_no_cache
+            for layer in self.layers:
+                x = run(layer, x, sin, cos, mask)
+        else:
+            slots = cache.chunk_slots(t)
+            cache = cache.write_meta(slots, positions, token_mask)
+            mask = attention_mask(positions, cache.pos, cache.valid)
+            kv: KV = (cache.k, cache.v)
+            for i, layer in enumerate(self.layers):
+                x, kv = layer(x, sin, cos, mask, kv, i, slots)
+            cache = cache.replace(k=kv[0], v=kv[1]).advanced(t, advance)
+        return self.final_norm(x), cache
+
+    def lm_head(self, hidden: jax.Array) -> jax.Array:
+        """hidden [B,T,H] -> float32 logits [B,T,V]."""
+        if self.lm_head_proj is None:
+            return self.embed.attend(hidden)
+        kernel = self.lm_head_proj.kernel[...].astype(self.lm_head_proj.dtype)
+        return jnp.einsum("BTH,HV->BTV", hidden.astype(kernel.dtype), kernel,
+                          preferred_element_type=jnp.float32)
+
+    def __call__(self, tokens: jax.Array, positions: jax.Array,
+                 token_mask: jax.Array | None = None, cache: KVCache | None = None,
+                 advance: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
+        """(logits float32[B,T,V], cache) = lm_head(backbone(...))."""
+        hidden, cache = self.backbone(tokens, positions, token_mask, cache, advance)
+        return self.lm_head(hidden), cache
+
