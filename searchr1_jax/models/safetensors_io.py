@@ -1,0 +1,139 @@
+"""Memory-mapped safetensors reading and writing with numpy (bf16 included, via ml_dtypes).
+
+The format: ``u64 little-endian header length | JSON header | raw bytes``; the header maps each
+tensor name to ``{"dtype", "shape", "data_offsets": [begin, end]}`` (offsets relative to the
+byte after the header). ``safetensors.safe_open(..., "np")`` cannot return bfloat16 (numpy has
+no such dtype), so tensors are read here as zero-copy views of an ``np.memmap``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Iterable, Mapping
+
+import ml_dtypes
+import numpy as np
+
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A weight file is missing or corrupt, or its tensors do not fit the model config."""
+
+
+class SafetensorsFile:
+    """One ``.safetensors`` file: ``names()``, ``shape(name)``, ``get(name) -> np.ndarray`` view."""
+
+    def __init__(self, path: str):
+        self.path = path
+        if not os.path.isfile(path):
+            raise CheckpointError(f"weight file not found: {path}")
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            raw_len = f.read(8)
+            if len(raw_len) < 8:
+                raise CheckpointError(f"corrupt safetensors file {path}: shorter than 8 bytes")
+            (header_len,) = struct.unpack("<Q", raw_len)
+            if header_len > min(size - 8, _MAX_HEADER):
+                raise CheckpointError(f"corrupt safetensors file {path}: header length "
+                                      f"{header_len} exceeds the file size {size}")
+            try:
+                header = json.loads(f.read(header_len))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise CheckpointError(f"corrupt safetensors file {path}: bad JSON header ({e})")
+        header.pop("__metadata__", None)
+        self._entries: dict[str, tuple[np.dtype, tuple[int, ...], int, int]] = {}
+        data_start, data_len = 8 + header_len, size - 8 - header_len
+        for name, e in header.items():
+            try:
+                dtype = np.dtype(_DTYPES[e["dtype"]])
+                shape = tuple(int(s) for s in e["shape"])
+                begin, end = (int(o) for o in e["data_offsets"])
+            except (KeyError, TypeError, ValueError) as err:
+                raise CheckpointError(f"corrupt safetensors file {path}: tensor {name!r} has a "
+                                      f"bad header entry {e!r} ({err!r})")
+            if end > data_len or end - begin != dtype.itemsize * int(np.prod(shape)):
+                raise CheckpointError(
+                    f"corrupt safetensors file {path}: tensor {name!r} ({e['dtype']}{list(shape)}) "
+                    f"has byte range [{begin}, {end}) but the data section holds {data_len} bytes")
+            self._entries[name] = (dtype, shape, data_start + begin, data_start + end)
+        self._mmap = np.memmap(path, dtype=np.uint8, mode="r") if size > data_start else None
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._entries[name][1]
+
+    def get(self, name: str) -> np.ndarray:
+        """A read-only view of tensor ``name`` (no copy until the caller casts it)."""
+        if name not in self._entries:
+            raise CheckpointError(f"tensor {name!r} not found in {self.path}")
+        dtype, shape, begin, end = self._entries[name]
+        if begin == end:
+            return np.zeros(shape, dtype)
+        return self._mmap[begin:end].view(dtype).reshape(shape)
+
+
+class ShardedCheckpoint:
+    """All ``*.safetensors`` of a HF model directory (single file or ``.index.json`` shards)."""
+
+    def __init__(self, model_dir: str):
+        index = os.path.join(model_dir, "model.safetensors.index.json")
+        single = os.path.join(model_dir, "model.safetensors")
+        if os.path.isfile(index):
+            try:
+                with open(index) as f:
+                    weight_map: Mapping[str, str] = json.load(f)["weight_map"]
+            except (json.JSONDecodeError, KeyError) as e:
+                raise CheckpointError(f"corrupt shard index {index}: {e!r}")
+            files = {fn: SafetensorsFile(os.path.join(model_dir, fn))
+                     for fn in sorted(set(weight_map.values()))}
+            self._where = {}
+            for name, fn in weight_map.items():
+                if name not in files[fn]._entries:
+                    raise CheckpointError(f"{index} maps tensor {name!r} to {fn}, "
+                                          f"which does not contain it")
+                self._where[name] = files[fn]
+        elif os.path.isfile(single):
+            f = SafetensorsFile(single)
+            self._where = {name: f for name in f.names()}
+        else:
+            raise CheckpointError(f"no model.safetensors or model.safetensors.index.json "
+                                  f"in {model_dir}")
+
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in self._where:
+            raise CheckpointError(f"tensor {name!r} not found in the checkpoint")
+        return self._where[name].get(name)
+
+
+def save_safetensors(path: str, tensors: Iterable[tuple[str, np.ndarray]],
+                     metadata: Mapping[str, str] | None = None) -> None:
+    """Writes ``(name, array)`` pairs to ``path`` (arrays are consumed one at a time)."""
+    tensors = [(n, np.ascontiguousarray(a)) for n, a in tensors]
+    header: dict = {"__metadata__": dict(metadata or {"format": "pt"})}
+    offset = 0
+    for name, arr in tensors:
+        if arr.dtype not in _NAMES:
+            raise CheckpointError(f"cannot write tensor {name!r} of dtype {arr.dtype} to {path}")
+        header[name] = {"dtype": _NAMES[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # keep the data section 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for _, arr in tensors:
+            f.write(arr.tobytes())
