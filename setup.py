@@ -23,11 +23,13 @@ CORE = [
 ]
 EXTRAS = {
     "retrieval": ["bm25s>=0.2", "PyStemmer", "scann>=1.3", "fastapi", "uvicorn", "httpx"],
-    "data": ["tensorflow-datasets>=4.9.7", "array-record", "pyarrow"],
+    # importlib_resources: tfds needs it for builders defined in a package, but does not declare it.
+    "data": ["tensorflow-datasets>=4.9.7", "array-record", "pyarrow", "importlib_resources"],
     "metrics": ["tensorboard", "matplotlib"],
     # Test-only: torch is the independent reference for logits and generation.
     # Pin exactly: 2.13.0 is the CPU build this project tests against.
-    "test": ["torch==2.13.0", "pytest>=8", "pytest-timeout", "hypothesis"],
+    "test": ["torch==2.13.0", "pytest>=8", "pytest-timeout", "hypothesis",
+             "accelerate"],  # accelerate: transformers needs it to load a GGUF
 }
 EXTRAS["all"] = sorted({p for k in ("retrieval", "data", "metrics") for p in EXTRAS[k]})
 
