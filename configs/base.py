@@ -39,6 +39,19 @@ def get_config() -> ml_collections.ConfigDict:
         rerank=False,
         reranker="cross-encoder/ms-marco-MiniLM-L-6-v2",
         rerank_candidates=10,
+        # Dense encoder ("minilm" = the all-MiniLM-L6-v2 copy shipped on PyPI, for offline work).
+        query_prefix="auto",      # "auto": "query: " for e5 models, "" otherwise
+        passage_prefix="auto",    # "auto": "passage: " for e5 models, "" otherwise
+        query_max_length=256,
+        passage_max_length=256,
+        encoder_dtype="float32",  # float32 | bfloat16 | float16 (compute dtype)
+        encode_batch_size=64,     # rounded up to a multiple of the local batch shards
+        shard_size=100_000,       # passages per embedding shard (resume granularity)
+        # Server (python -m searchr1_jax.retrieval.serve): loopback unless told otherwise.
+        host="127.0.0.1",
+        port=8000,
+        max_queries=1024,         # per request
+        max_topk=100,
     )
     c.rollout = dict(
         max_turns=4,
