@@ -1,0 +1,41 @@
+"""Observation strings appended after a turn (DESIGN.md "The method in one page").
+
+These are Search-R1's exact strings (``LLMGenerationManager.execute_predictions``); the rollout
+tokenises each one alone, without special tokens, and cuts it to ``max_obs_length`` tokens as
+Search-R1's ``_process_next_obs`` does.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+INVALID_ACTION_OBS = (
+    "\nMy previous action is invalid. If I want to search, I should put the query between "
+    "<search> and </search>. If I want to give the final answer, I should put the answer between "
+    "<answer> and </answer>. Let me try again.\n")
+
+EMPTY_INFORMATION_OBS = "\n\n<information></information>\n\n"
+
+
+def format_passages(hits: Sequence[Mapping[str, Any]]) -> str:
+    """Search-R1's ``_passages2string``: ``Doc {i}(Title: {line 1}) {other lines}\\n`` per hit.
+
+    ``contents`` is wiki-18's ``"Title"\\ntext``, so titles keep their quotes. A hit may also be a
+    server result ``{"document": {"contents": ..}, "score": ..}``.
+    """
+    lines = []
+    for i, hit in enumerate(hits):
+        contents = hit["document"]["contents"] if "document" in hit else hit["contents"]
+        title, _, text = str(contents).partition("\n")
+        lines.append(f"Doc {i + 1}(Title: {title}) {text}\n")
+    return "".join(lines)
+
+
+def information_obs(hits: Sequence[Mapping[str, Any]]) -> str:
+    """``\\n\\n<information>{passages, stripped}</information>\\n\\n``."""
+    return f"\n\n<information>{format_passages(hits).strip()}</information>\n\n"
+
+
+def retrieval_error_obs(error: BaseException) -> str:
+    """What the model sees when ``retrieval.on_error == "observation"`` and the search failed."""
+    return (f"\n\n<information>Search failed ({type(error).__name__}): no documents were "
+            "retrieved.</information>\n\n")
