@@ -29,7 +29,9 @@ import numpy as np
 from searchr1_jax.rollout import observations, parsing, search_step, tokens as tok
 from searchr1_jax.rollout.batch import (GENERATED, OBSERVATION, RolloutInfo, Segment,
                                         TurnRecord)
-from searchr1_jax.rollout.generator import STOP_EOS, TurnGenerator
+from searchr1_jax.rollout.generator import STOP_EOS, STOP_SEQUENCE, TurnGenerator, TurnOutput
+
+STOP_STRINGS: tuple[str, ...] = ("</search>", "</answer>")
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +93,14 @@ def run_episodes(generator: TurnGenerator, tokenizer: Any, retriever: search_ste
         final = turn == settings.max_turns
         state, out = generator.generate(state, live)
         live_idx = [int(i) for i in np.flatnonzero(live)]
-        texts = tok.decode_texts(tokenizer, [out.tokens[i] for i in live_idx])
+        turn_out = {i: _cut_turn(tokenizer, out, i) for i in live_idx}
+        texts = tok.decode_texts(tokenizer, [turn_out[i][0] for i in live_idx])
         obs_text: dict[int, str] = {}
         searching: list[int] = []
         for i, text in zip(live_idx, texts):
             row, action = rows[i], parsing.parse_action(text)
             row.turns.append(TurnRecord(text=text, action=action.kind, content=action.content,
-                                        stop_reason=int(out.stop_reason[i])))
+                                        stop_reason=turn_out[i][2]))
             if action.is_answer:
                 row.done = row.has_answer = True
             elif action.is_search:
@@ -116,50 +119,53 @@ def run_episodes(generator: TurnGenerator, tokenizer: Any, retriever: search_ste
                 obs_text[i] = obs
                 rows[i].turns[-1].doc_ids = ids
                 if outcome.error is not None:
-                    rows[i].turns[-1].retrieval_error = f"{type(outcome.error).__name__}: " \
-                                                        f"{outcome.error}"
-        chunks, drop_last = _record_turn(rows, live_idx, out, obs_text, tokenizer, settings,
-                                         final)
+                    rows[i].turns[-1].retrieval_error = (
+                        f"{type(outcome.error).__name__}: {outcome.error}")
+        chunks, drop = _record_turn(rows, live_idx, out, turn_out, obs_text, tokenizer,
+                                    settings, final)
         if not final:
-            state = generator.extend(state, chunks, drop_last)
-    for r in rows:
-        r.done = True
+            state = generator.extend(state, chunks, drop)
     return [r.segments for r in rows], _info(rows, tokenizer)
 
 
-def _record_turn(rows: list[_Row], live_idx: list[int], out, obs_text: dict[int, str],
-                 tokenizer: Any, settings: EpisodeSettings, final: bool
-                 ) -> tuple[list[list[int]], np.ndarray]:
+def _cut_turn(tokenizer: Any, out: TurnOutput, i: int) -> tuple[list[int], list[float], int]:
+    """Row ``i``'s turn up to the token that completes the first stop string (the sampler
+    normally stopped there already; this guards against one that matched token ids only)."""
+    ids, lps, stop = list(out.tokens[i]), list(out.logprobs[i]), int(out.stop_reason[i])
+    keep = tok.stop_cut(tokenizer, ids, STOP_STRINGS)
+    if keep < len(ids):
+        return ids[:keep], lps[:keep], STOP_SEQUENCE
+    return ids, lps, stop
+
+
+def _record_turn(rows: list[_Row], live_idx: list[int], out: TurnOutput,
+                 turn_out: dict[int, tuple[list[int], list[float], int]],
+                 obs_text: dict[int, str], tokenizer: Any, settings: EpisodeSettings,
+                 final: bool) -> tuple[list[list[int]], np.ndarray]:
     """Adds the turn's generated and observation segments; returns the chunks to prefill and
-    which rows drop their last sampled token (a trailing EOS) from the context first."""
+    how many of each row's sampled tokens leave the context first (cut text, trailing EOS)."""
     chunks: list[list[int]] = [[] for _ in rows]
-    drop_last = np.zeros(len(rows), bool)
+    drop = np.zeros(len(rows), np.int32)
     obs_rows = [i for i in live_idx if i in obs_text]
     obs_ids = dict(zip(obs_rows, tok.encode_texts(tokenizer, [obs_text[i] for i in obs_rows])))
     for i in live_idx:
         row = rows[i]
-        gen, lps = list(out.tokens[i]), list(out.logprobs[i])
-        # Search-R1 decodes with skip_special_tokens before continuing, so a trailing EOS of a
-        # turn that goes on never reaches the next turn's context.
-        if i in obs_text and not final and out.stop_reason[i] == STOP_EOS and gen:
+        gen, lps, stop = turn_out[i]
+        if i in obs_text and not final and stop == STOP_EOS and gen:
+            # Search-R1 decodes with skip_special_tokens before continuing: a trailing EOS of a
+            # turn that goes on never reaches the next turn's context.
             gen, lps = gen[:-1], lps[:-1]
-            drop_last[i] = True
+        room = settings.max_obs_length if final else min(
+            settings.max_obs_length,
+            settings.max_prompt_length - row.context_len - len(gen))
+        ids = obs_ids[i][:max(0, room)] if i in obs_text else []
+        if i in obs_text and not ids:  # no room left: the episode ends with the turn as sampled
+            row.done = row.truncated = True
+            gen, lps, _ = turn_out[i]
+            log.debug("row %d: context budget %d reached", i, settings.max_prompt_length)
         if gen:
             row.segments.append(Segment(GENERATED, gen, lps))
-        if i not in obs_text:
-            continue
-        room = settings.max_obs_length if final else min(
-            settings.max_obs_length, settings.max_prompt_length - row.context_len)
-        ids = obs_ids[i][:max(0, room)]
-        if not ids:  # no room left: the episode ends here, with its EOS if it sampled one
-            row.done = row.truncated = True
-            if drop_last[i]:
-                if gen:
-                    row.segments.pop()
-                row.segments.append(
-                    Segment(GENERATED, list(out.tokens[i]), list(out.logprobs[i])))
-                drop_last[i] = False
-            log.debug("row %d: context budget %d reached", i, settings.max_prompt_length)
+        if not ids:
             continue
         row.segments.append(Segment(OBSERVATION, ids))
         row.turns[-1].observation = tok.decode_texts(tokenizer, [ids], skip_special=False)[0]
@@ -167,7 +173,8 @@ def _record_turn(rows: list[_Row], live_idx: list[int], out, obs_text: dict[int,
             row.done = True
         else:
             chunks[i] = ids
-    return chunks, drop_last
+            drop[i] = len(out.tokens[i]) - len(gen)
+    return chunks, drop
 
 
 def _info(rows: list[_Row], tokenizer: Any) -> RolloutInfo:

@@ -6,10 +6,10 @@ the property tests. A generator's *state* is explicit and opaque to the loop (fo
 generator: the KV cache, the last fed token per row and the RNG key).
 
 Context contract: after ``start(prompts)`` row ``b``'s context is ``prompts[b]``; ``generate``
-appends the sampled tokens of active rows; ``extend`` first drops the last sampled token of rows
-with ``drop_last`` (Search-R1 strips a trailing EOS before continuing an episode) and then
-appends ``chunks[b]`` (an observation) with an incremental prefill: the context is never
-re-encoded.
+appends the sampled tokens of active rows; ``extend`` first removes the last ``drop[b]`` tokens
+sampled in the row's last turn (text after the first stop string; the trailing EOS that
+Search-R1 strips before continuing an episode) and then appends ``chunks[b]`` (an observation)
+with an incremental prefill: the context is never re-encoded.
 """
 from __future__ import annotations
 
@@ -37,5 +37,5 @@ class TurnGenerator(Protocol):
     def generate(self, state: Any, active: np.ndarray) -> tuple[Any, TurnOutput]:
         """Samples one turn for rows with ``active[b]``; stops on eos/stop strings/budget."""
 
-    def extend(self, state: Any, chunks: Sequence[Sequence[int]], drop_last: np.ndarray) -> Any:
+    def extend(self, state: Any, chunks: Sequence[Sequence[int]], drop: np.ndarray) -> Any:
         """Appends ``chunks[b]`` to row ``b``'s context (``[]``: nothing), see module doc."""

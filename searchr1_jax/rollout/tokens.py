@@ -28,3 +28,22 @@ def pad_id_of(tokenizer: Any) -> int:
         if value is not None:
             return int(value)
     return 0
+
+
+def stop_cut(tokenizer: Any, ids: Sequence[int], stops: Sequence[str]) -> int:
+    """Smallest ``k`` such that ``decode(ids[:k])`` contains a stop string (``len(ids)`` when
+    none does). Binary search: containment only grows with the prefix."""
+    def has_stop(k: int) -> bool:
+        text = tokenizer.decode(list(ids[:k]), skip_special_tokens=True)
+        return any(s in text for s in stops)
+
+    if not ids or not has_stop(len(ids)) or not has_stop(len(ids) - 1):
+        return len(ids)  # no stop string, or it ends exactly at the last token
+    lo, hi = 1, len(ids) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if has_stop(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

@@ -87,15 +87,16 @@ class ScriptedGenerator:
     """Plays each row's scripted turns; keeps each row's context to check what was fed."""
 
     def __init__(self, tokenizer: FakeTokenizer, scripts: Sequence[Sequence[ScriptedTurn]],
-                 max_new_tokens: int):
+                 max_new_tokens: int, stop_sequences=("</search>", "</answer>")):
         self.tokenizer, self.scripts, self.max_new_tokens = tokenizer, scripts, max_new_tokens
+        self.stop_sequences = stop_sequences  # () emulates a sampler that overshoots the tags
         self.final_states: list[dict] = []
 
     def start(self, prompts, seed):
         # Rows are identified by their prompt's first token (tests give each row a unique one).
         rows = [int(p[0]) for p in prompts]
         state = {"rows": rows, "context": [list(p) for p in prompts], "turn": [0] * len(rows),
-                 "last_was_eos": [False] * len(rows)}
+                 "last_turn": [[] for _ in rows]}
         self.final_states.append(state)
         return state
 
@@ -110,21 +111,23 @@ class ScriptedGenerator:
             script = self.scripts[state["rows"][b]]
             k = state["turn"][b]
             turn = script[k] if k < len(script) else ScriptedTurn("...")
-            ids, stop[b] = emulate_sampler(self.tokenizer, turn, self.max_new_tokens)
+            ids, stop[b] = emulate_sampler(self.tokenizer, turn, self.max_new_tokens,
+                                           self.stop_sequences)
             start = len(state["context"][b])
             tokens.append(ids)
             logprobs.append([fake_logprob(t, start + j) for j, t in enumerate(ids)])
             state["context"][b] += ids
             state["turn"][b] += 1
-            state["last_was_eos"][b] = ids[-1] == EOS
+            state["last_turn"][b] = ids
         return state, TurnOutput(tokens, logprobs, stop)
 
-    def extend(self, state, chunks, drop_last):
-        for b, (chunk, drop) in enumerate(zip(chunks, drop_last)):
-            if drop:
-                assert state["last_was_eos"][b], f"row {b}: dropped a token that is not EOS"
-                state["context"][b].pop()
+    def extend(self, state, chunks, drop):
+        for b, (chunk, n) in enumerate(zip(chunks, drop)):
+            assert 0 <= n <= len(state["last_turn"][b]), f"row {b}: drops {n} tokens"
+            if n:
+                del state["context"][b][-n:]
             state["context"][b] += list(chunk)
+            state["last_turn"][b] = []
         return state
 
 
