@@ -1,0 +1,162 @@
+"""GAE, GRPO advantages and PPO token rewards vs independent numpy/torch references."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from searchr1_jax import rl
+
+
+def _verl_gae(rewards, values, mask, gamma, lam):
+    """Search-R1/veRL loop: recursion over every position, mask only in whitening."""
+    b, t = rewards.shape
+    adv = np.zeros((b, t), np.float64)
+    last = np.zeros(b)
+    for i in reversed(range(t)):
+        nxt = values[:, i + 1] if i < t - 1 else 0.0
+        delta = rewards[:, i] + gamma * nxt - values[:, i]
+        last = delta + gamma * lam * last
+        adv[:, i] = last
+    returns = adv + values
+    sel = adv[mask > 0]
+    mean, var = sel.mean(), sel.var(ddof=1)
+    return (adv - mean) / np.sqrt(var + 1e-8), returns
+
+
+def _right_padded(lengths, t):
+    return (np.arange(t)[None, :] < np.asarray(lengths)[:, None]).astype(np.float32)
+
+
+def test_gae_matches_search_r1_on_right_padded_batch():
+    r = np.random.default_rng(1)
+    mask = _right_padded([5, 3, 7, 1], 7)
+    values = (r.normal(size=mask.shape) * mask).astype(np.float32)  # critic zeroes padding
+    rewards = (r.normal(size=mask.shape) * 0.01 * mask).astype(np.float32)
+    for gamma, lam in [(1.0, 1.0), (0.99, 0.95), (0.9, 1.0)]:
+        adv, ret = rl.gae_advantages(rewards, values, mask, gamma, lam)
+        ref_adv, ref_ret = _verl_gae(rewards.astype(np.float64), values.astype(np.float64), mask,
+                                     gamma, lam)
+        np.testing.assert_allclose(np.asarray(adv)[mask > 0], ref_adv[mask > 0], atol=2e-5)
+        np.testing.assert_allclose(np.asarray(ret)[mask > 0], ref_ret[mask > 0], atol=2e-5)
+        assert np.all(np.asarray(adv)[mask == 0] == 0) and np.all(np.asarray(ret)[mask == 0] == 0)
+
+
+def test_gae_hand_values_unwhitened():
+    # one row, rewards [0, 0, 1], values [.5, .2, .4], gamma .9, lam .5
+    # delta2 = 1 - .4 = .6                       A2 = .6
+    # delta1 = 0 + .9*.4 - .2 = .16              A1 = .16 + .45*.6 = .43
+    # delta0 = 0 + .9*.2 - .5 = -.32             A0 = -.32 + .45*.43 = -.1265
+    adv, ret = rl.gae_advantages(np.array([[0, 0, 1.0]]), np.array([[.5, .2, .4]]),
+                                 np.ones((1, 3)), 0.9, 0.5, whiten=False)
+    np.testing.assert_allclose(adv, [[-.1265, .43, .6]], atol=1e-6)
+    np.testing.assert_allclose(ret, [[.3735, .63, 1.0]], atol=1e-6)
+
+
+def test_gae_masked_positions_do_not_influence():
+    r = np.random.default_rng(2)
+    mask = _right_padded([4, 6, 2], 6)
+    rewards = r.normal(size=mask.shape).astype(np.float32)
+    values = r.normal(size=mask.shape).astype(np.float32)
+    base = rl.gae_advantages(rewards * mask, values * mask, mask, 0.95, 0.9)
+    junk = np.where(mask > 0, 0, 1e6).astype(np.float32)
+    pert = rl.gae_advantages(rewards * mask + junk, values * mask - junk, mask, 0.95, 0.9)
+    for a, b in zip(base, pert):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gae_skips_holes_like_concatenating_the_real_tokens():
+    # A row with observation tokens masked out in the middle equals the same row with them cut.
+    r = np.random.default_rng(3)
+    mask = np.array([[1, 1, 0, 0, 1, 1, 0]], np.float32)
+    rewards = r.normal(size=(1, 7)).astype(np.float32)
+    values = r.normal(size=(1, 7)).astype(np.float32)
+    adv, ret = rl.gae_advantages(rewards, values, mask, 0.9, 0.8, whiten=False)
+    keep = mask[0] > 0
+    ref_adv, ref_ret = rl.gae_advantages(rewards[:, keep], values[:, keep], np.ones((1, 4)),
+                                         0.9, 0.8, whiten=False)
+    np.testing.assert_allclose(np.asarray(adv)[:, keep], ref_adv, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ret)[:, keep], ref_ret, atol=1e-6)
+
+
+def test_ppo_token_rewards_search_r1_convention():
+    response_mask = _right_padded([4, 2], 5)
+    loss_mask = response_mask.copy()
+    loss_mask[0, 1:3] = 0  # retrieved tokens: no KL penalty there
+    old = np.array([[-1., -2, -3, -1, 9], [-.5, -.1, 7, 7, 7]], np.float32)
+    ref = np.array([[-1.5, -1, -1, -2, 0], [-.5, -.3, 0, 0, 0]], np.float32)
+    rewards, metrics = rl.ppo_token_rewards(np.array([1.0, 0.0]), old, ref, response_mask,
+                                            loss_mask, kl_coef=0.1)
+    expect = np.zeros((2, 5), np.float32)
+    for b in range(2):
+        for t in range(5):
+            expect[b, t] = -0.1 * (old[b, t] - ref[b, t]) * loss_mask[b, t]
+    expect[0, 3] += 1.0  # score on the last real token of the response mask
+    np.testing.assert_allclose(rewards, expect, atol=1e-6)
+    row_kl = [np.sum((old - ref)[b] * loss_mask[b]) / loss_mask[b].sum() for b in range(2)]
+    np.testing.assert_allclose(metrics["kl"], np.mean(row_kl), rtol=1e-6)
+
+
+def test_scores_at_last_token_with_holes_and_empty_rows():
+    mask = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1]], np.float32)
+    out = np.asarray(rl.scores_at_last_token(np.array([2., 3., 4.]), mask))
+    np.testing.assert_array_equal(out, [[0, 0, 2, 0], [0, 0, 0, 0], [0, 0, 0, 4]])
+
+
+def _torch_grpo(scores, ids, eps=1e-6):
+    """veRL compute_grpo_outcome_advantage, re-done with torch.std (unbiased) per group."""
+    out = torch.zeros(len(scores), dtype=torch.float64)
+    s = torch.tensor(scores, dtype=torch.float64)
+    for g in set(ids):
+        idx = [i for i in range(len(ids)) if ids[i] == g]
+        if len(idx) == 1:
+            mean, std = 0.0, 1.0
+        else:
+            mean, std = s[idx].mean(), s[idx].std()
+        out[idx] = (s[idx] - mean) / (std + eps)
+    return out.numpy()
+
+
+def test_grpo_groups_including_singletons_and_all_equal():
+    scores = np.array([1, 0, 0, 1, 1, 0.5, 0.5, 0.5, 0.7, 1, 0], np.float32)
+    ids = np.array([0, 0, 0, 0, 0, 3, 3, 3, 5, 7, 7], np.int32)  # group 5: one response
+    mask = _right_padded([3, 4, 1, 2, 5, 5, 3, 2, 4, 1, 5], 5)
+    adv = np.asarray(rl.grpo_advantages(scores, ids, mask))
+    ref = _torch_grpo(scores.tolist(), ids.tolist())
+    np.testing.assert_allclose(adv, ref[:, None] * mask, rtol=1e-5, atol=1e-6)
+    assert np.all(adv[5:8] == 0)                       # all-equal group: zero advantage
+    np.testing.assert_allclose(adv[8, :4], 0.7 / (1 + 1e-6), rtol=1e-6)  # singleton: mean 0 std 1
+    # hand value: group 7 = {1, 0}: mean .5, unbiased std sqrt(.5)
+    np.testing.assert_allclose(adv[9, 0], 0.5 / (np.sqrt(.5) + 1e-6), rtol=1e-6)
+
+
+def test_grpo_token_rewards_input_large_ids_and_jit():
+    ids = np.array([10**6, 10**6, -3, -3], np.int32)  # any ints name groups
+    mask = np.ones((4, 3), np.float32)
+    token_rewards = np.zeros((4, 3), np.float32)
+    token_rewards[:, -1] = [1, 0, 0.3, 0.1]
+    adv = jax.jit(rl.grpo_advantages)(token_rewards, ids, mask)
+    ref = _torch_grpo([1, 0, 0.3, 0.1], ids.tolist())
+    np.testing.assert_allclose(adv, ref[:, None] * mask, rtol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=8, max_size=8), st.integers(0, 1000))
+def test_grpo_property_vs_torch(ids, seed):
+    scores = np.random.default_rng(seed).integers(0, 3, size=len(ids)).astype(np.float32) / 2
+    adv = np.asarray(rl.grpo_advantages(scores, np.array(ids, np.int32),
+                                        np.ones((len(ids), 2), np.float32)))
+    np.testing.assert_allclose(adv[:, 0], _torch_grpo(scores.tolist(), ids), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_registry():
+    assert rl.ADVANTAGE_ESTIMATORS.get("gae") is rl.gae_advantages
+    assert rl.ADVANTAGE_ESTIMATORS.get("grpo") is rl.grpo_advantages
+    with pytest.raises(ValueError, match=r"unknown advantage estimator 'rloo'.*\['gae', 'grpo'\]"):
+        rl.ADVANTAGE_ESTIMATORS.get("rloo")
+    jitted = jax.jit(rl.gae_advantages, static_argnames=("gamma", "lam", "whiten"))
+    m = jnp.ones((2, 3))
+    np.testing.assert_allclose(jitted(m, m * .5, m, gamma=1.0, lam=1.0)[1],
+                               rl.gae_advantages(m, m * .5, m)[1])
