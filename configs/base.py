@@ -23,8 +23,10 @@ def get_config() -> ml_collections.ConfigDict:
         prompt_style="auto",      # auto (chat template if the tokenizer has one) | chat | raw
         train_batch_size=512,     # prompts per step
         max_train_examples=-1,    # -1: all
-        max_eval_examples=-1,
+        max_eval_examples=-1,     # per data source (-1: all)
         shuffle_seed=0,
+        data_dir="",              # TFDS dir ("": $SEARCHR1_DATA_DIR or ~/.cache/searchr1_jax)
+        manual_dir="",            # user Search-R1/FlashRAG files: {manual_dir}/{dataset}/{split}.*
     )
     c.retrieval = dict(
         kind="bm25",              # bm25 | exact | scann | http
@@ -62,6 +64,8 @@ def get_config() -> ml_collections.ConfigDict:
         top_p=1.0,
         top_k=0,                  # 0: off
         batch_size=0,             # rows sampled at once (0: the whole step batch)
+        pipeline_groups=1,        # row groups run in threads so host work overlaps device work
+        log_trajectories=True,    # append every rollout row to <output.dir>/trajectories.jsonl
     )
     c.rl = dict(
         algo="grpo",              # grpo | ppo
@@ -101,6 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
         greedy=True,              # Search-R1's eval silently samples; ours is greedy
         every=100,                # steps between evaluations during training (0: never)
         seeds=1,
+        methods="search_r1",      # comma list of direct | cot | rag | search_r1
+        sources="",               # comma list of data sources to evaluate ("": all)
+        out_dir="",               # "": {output.dir}/eval
     )
     c.output = dict(dir="runs/default")
     return c

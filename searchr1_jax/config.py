@@ -86,6 +86,13 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Callable[[Any], str | None] | N
     "train.keep_checkpoints": (int, _positive),
     "eval.batch_size": (int, _positive),
     "eval.seeds": (int, _positive),
+    "eval.methods": (str, lambda v: None if v and all(
+        m.strip() in ("direct", "cot", "rag", "search_r1") for m in v.split(",")) else
+        "must be a comma list of direct, cot, rag, search_r1"),
+    "eval.sources": (str, None),
+    "eval.out_dir": (str, None),
+    "data.data_dir": (str, None),
+    "data.manual_dir": (str, None),
 }
 
 

@@ -86,3 +86,13 @@ def build_prompt(question: str, tokenizer: Any = None, style: str = "auto",
                  method: str = "search_r1", passages: str = "") -> str:
     """The full prompt string the model sees for ``question``."""
     return render_prompt(user_prompt(question, method, passages), tokenizer, style)
+
+
+def encode_prompts(tokenizer: Any, texts: list[str], style: str = "auto") -> list[list[int]]:
+    """Token ids of full prompt strings made by ``build_prompt`` with the same ``style``.
+
+    Chat-templated text already spells its special tokens (``add_special_tokens=False``, as
+    veRL's dataset does); raw text gets the tokenizer's own (e.g. Llama's BOS; none for Qwen).
+    """
+    add_special = resolve_style(tokenizer, style) == "raw"
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=add_special)["input_ids"]]

@@ -1,0 +1,41 @@
+"""Builds what the harness runs on: the model, the device turn generator and the retriever."""
+from __future__ import annotations
+
+from typing import Any
+
+from searchr1_jax.eval.harness import EvalSettings
+from searchr1_jax.rollout import EpisodeSettings
+
+# End-of-turn tokens of the chat templates this project supports (Qwen, SmolLM2, Llama 3).
+END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>")
+
+
+def eos_ids_of(tokenizer: Any) -> list[int]:
+    """The tokenizer's eos id(s) plus any chat end-of-turn token it knows."""
+    ids = []
+    eos = getattr(tokenizer, "eos_token_id", None)
+    ids.extend(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    ids.extend(vocab[t] for t in END_TOKENS if t in vocab)
+    return sorted({int(i) for i in ids})
+
+
+def make_generator(model: Any, tokenizer: Any, cfg: Any, greedy: bool = True) -> Any:
+    """``CachedGenerator`` for the config: temperature 0 (greedy) unless ``greedy`` is False."""
+    from searchr1_jax.rollout.cached_generator import CachedGenerator
+
+    r = cfg.rollout
+    return CachedGenerator(
+        model, cache_len=r.max_prompt_length + r.max_response_length,
+        max_new_tokens=r.max_response_length, eos_ids=eos_ids_of(tokenizer),
+        temperature=0.0 if greedy else float(r.temperature), top_p=float(r.top_p),
+        top_k=int(r.top_k))
+
+
+def eval_settings(cfg: Any) -> EvalSettings:
+    return EvalSettings(batch_size=cfg.eval.batch_size, prompt_style=cfg.data.prompt_style,
+                        rag_topk=cfg.retrieval.topk, episode=EpisodeSettings.from_config(cfg))
+
+
+def needs_retriever(methods) -> bool:
+    return any(m in ("rag", "search_r1") for m in methods)

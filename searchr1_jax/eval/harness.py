@@ -1,0 +1,114 @@
+"""One harness for every method of the paper's Table 2, on any ``TurnGenerator``.
+
+Methods: ``direct`` (answer at once), ``cot`` (reason, then answer), ``rag`` (top-k passages
+for the question in the prompt), ``search_r1`` (multi-turn episodes through the rollout engine,
+retrieval between turns). Single-turn methods run one ``generate`` turn of the same generator.
+
+Every example is scored exactly once: examples go in fixed-size batches, the last one padded
+by repeating its final example, and the padding rows' results are dropped (Search-R1's eval
+drops the last partial batch). Decoding is whatever the generator does; ``evaluate.py`` builds
+it greedy unless ``eval.greedy`` is False.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+import tqdm
+
+from searchr1_jax.data.batching import padded_batches
+from searchr1_jax.data.prompts import build_prompt, encode_prompts
+from searchr1_jax.data.records import QaExample
+from searchr1_jax.eval.scoring import score_response
+from searchr1_jax.rollout import EpisodeSettings, collect_rollouts
+from searchr1_jax.rollout import tokens as tok
+
+METHODS = ("direct", "cot", "rag", "search_r1")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    batch_size: int = 64
+    prompt_style: str = "auto"
+    rag_topk: int = 3
+    episode: EpisodeSettings = EpisodeSettings()
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"eval method {method!r}: must be one of {list(METHODS)}")
+
+
+def method_prompts(method: str, batch: Sequence[QaExample], tokenizer: Any, style: str,
+                   retriever: Any = None, topk: int = 3) -> list[str]:
+    """Prompt strings of one batch (RAG retrieves ``topk`` passages per question first)."""
+    _check_method(method)
+    if method != "rag":
+        return [build_prompt(ex.question, tokenizer, style, method) for ex in batch]
+    if retriever is None:
+        raise ValueError("eval method 'rag' needs a retriever")
+    from searchr1_jax.retrieval.base import format_passages
+
+    hits = retriever.search([ex.question for ex in batch], topk)
+    return [build_prompt(ex.question, tokenizer, style, "rag", passages=format_passages(h))
+            for ex, h in zip(batch, hits)]
+
+
+def _single_turn(generator: Any, tokenizer: Any, prompt_ids: list[list[int]], seed: int
+                 ) -> list[dict[str, Any]]:
+    state = generator.start(prompt_ids, seed)
+    _, out = generator.generate(state, np.ones(len(prompt_ids), bool))
+    texts = tok.decode_texts(tokenizer, out.tokens)
+    return [{"response": t, "num_turns": 1, "num_searches": 0, "queries": []} for t in texts]
+
+
+def _episodes(generator: Any, tokenizer: Any, retriever: Any, prompt_ids: list[list[int]],
+              batch: Sequence[QaExample], settings: EvalSettings, seed: int
+              ) -> list[dict[str, Any]]:
+    _, info = collect_rollouts(
+        generator, tokenizer, retriever, prompt_ids, settings.episode,
+        group_ids=[ex.uid for ex in batch], questions=[ex.question for ex in batch],
+        golden_answers=[list(ex.golden_answers) for ex in batch],
+        data_source=[ex.data_source for ex in batch], seed=seed)
+    return [{"response": info.response_text[i], "num_turns": int(info.num_turns[i]),
+             "num_searches": int(info.num_searches[i]), "queries": list(info.queries[i]),
+             "doc_ids": info.doc_ids[i], "valid_format": bool(info.valid_format[i]),
+             "truncated": bool(info.truncated[i])} for i in range(len(batch))]
+
+
+def evaluate_method(method: str, examples: Sequence[QaExample], generator: Any, tokenizer: Any,
+                    retriever: Any, settings: EvalSettings, seed: int = 0,
+                    progress: bool = True) -> list[dict[str, Any]]:
+    """One row dict per example (in order): ids, question, response, pred, em/sub_em/f1."""
+    _check_method(method)
+    if method == "search_r1" and retriever is None:
+        raise ValueError("eval method 'search_r1' needs a retriever")
+    rows: list[dict[str, Any]] = []
+    n_batches = -(-len(examples) // settings.batch_size)
+    for batch, n_real in tqdm.tqdm(padded_batches(examples, settings.batch_size),
+                                   total=n_batches, desc=f"eval {method} seed {seed}",
+                                   unit="batch", disable=not progress):
+        texts = method_prompts(method, batch, tokenizer, settings.prompt_style, retriever,
+                               settings.rag_topk)
+        prompt_ids = encode_prompts(tokenizer, texts, settings.prompt_style)
+        if method == "search_r1":
+            results = _episodes(generator, tokenizer, retriever, prompt_ids, batch, settings,
+                                seed)
+        else:
+            results = _single_turn(generator, tokenizer, prompt_ids, seed)
+        for ex, res in zip(batch[:n_real], results[:n_real]):  # padding rows are dropped
+            rows.append({"method": method, "seed": seed, "uid": ex.uid, "id": ex.id,
+                         "data_source": ex.data_source, "question": ex.question,
+                         "golden_answers": list(ex.golden_answers), "answerable": ex.answerable,
+                         **res, **score_response(res["response"], ex.golden_answers)})
+    return rows
+
+
+def evaluate_all(methods: Sequence[str], examples: Sequence[QaExample], generator: Any,
+                 tokenizer: Any, retriever: Any, settings: EvalSettings,
+                 seeds: Sequence[int] = (0,), progress: bool = True) -> list[dict[str, Any]]:
+    """Rows of every (method, seed), methods in the given order."""
+    return [row for method in methods for seed in seeds
+            for row in evaluate_method(method, examples, generator, tokenizer, retriever,
+                                       settings, seed, progress)]
