@@ -1,0 +1,243 @@
+"""The PPO / GRPO step loop.
+
+One RL step: next prompts from the data iterator (GRPO: each repeated ``rl.n_samples`` times,
+one group per prompt) -> rollout with the actor's *current* parameters (the sampler module is
+``nnx.merge`` of the actor's graph and the very arrays in ``actor_state.params``: no copy) ->
+outcome rewards -> old / reference log-probs and values (frozen, jitted, micro-batched) ->
+advantages (grpo.py / ppo.py) -> ``train.ppo_epochs`` x mini-batch updates of actor (and critic)
+-> metrics. ``Trainer.state_tree()`` / ``load_state_tree()`` expose everything a checkpoint needs
+(params, optimizer states, step, data position); the rollout seed is a function of
+``(train.seed, step)`` so a resumed run samples exactly what the uninterrupted one did.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from searchr1_jax import rewards
+from searchr1_jax.parallel import DECODER_RULES, tree_shardings
+from searchr1_jax.train import grpo, ppo, step as step_lib
+from searchr1_jax.train.critic import copy_module, make_critic
+from searchr1_jax.train.state import TrainBatch, TrainState, make_optimizer, warmup_steps
+
+
+class RolloutFn(Protocol):
+    def __call__(self, model: nnx.Module, rows: Sequence[Any], group_ids: np.ndarray,
+                 seed: int) -> tuple[Any, Any]:
+        """-> (RolloutBatch, RolloutInfo) for ``rows`` (QaExample-like: question, answers)."""
+
+
+def _bucket(n: int, multiple: int) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def pad_rollout(rb, prompt_width: int, response_width: int):
+    """Left-pads prompts / right-pads responses of a RolloutBatch to fixed widths (one compile)."""
+    p, r = rb.prompt_tokens.shape[1], rb.response_tokens.shape[1]
+    if p > prompt_width or r > response_width:
+        raise ValueError(f"rollout widths prompt={p}, response={r} exceed the padded widths "
+                         f"{prompt_width}, {response_width}")
+    lp, rr = prompt_width - p, response_width - r
+    pad = lambda x, before, after: jnp.pad(x, [(0, 0), (before, after)])  # noqa: E731
+    return rb.replace(prompt_tokens=pad(rb.prompt_tokens, lp, 0),
+                      prompt_mask=pad(rb.prompt_mask, lp, 0),
+                      response_tokens=pad(rb.response_tokens, 0, rr),
+                      response_mask=pad(rb.response_mask, 0, rr),
+                      loss_mask=pad(rb.loss_mask, 0, rr),
+                      sample_logprobs=pad(rb.sample_logprobs, 0, rr))
+
+
+def score_rollouts(info, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(reward, exact_match)`` per row from the decoded responses and gold answers."""
+    reward = np.array([rewards.score(t, g, kind) for t, g in
+                       zip(info.response_text, info.golden_answers)], np.float32)
+    em = np.array([rewards.score(t, g, "em") for t, g in
+                   zip(info.response_text, info.golden_answers)], np.float32)
+    return reward, em
+
+
+class Trainer:
+    """Holds actor / critic / reference state and runs RL steps (see module doc)."""
+
+    def __init__(self, cfg, actor: nnx.Module, rollout_fn: RolloutFn, data_iter, *,
+                 mesh=None, rules=DECODER_RULES, pad_multiple: int = 64,
+                 reward_fn: Callable[[Any], tuple[np.ndarray, np.ndarray]] | None = None):
+        self.cfg, self.rollout_fn, self.data_iter = cfg, rollout_fn, data_iter
+        self.mesh, self.pad_multiple = mesh, pad_multiple
+        self.reward_fn = reward_fn or (lambda info: score_rollouts(info, cfg.rl.reward))
+        rl, t = cfg.rl, cfg.train
+        self.algo = rl.algo
+        self.n = rl.n_samples if rl.algo == "grpo" else 1
+        self.rows = cfg.data.train_batch_size * self.n
+        self.mini_rows = t.mini_batch_size * self.n
+        self.n_mini = self.rows // self.mini_rows
+        n_micro = self.mini_rows // t.micro_batch_size
+        self.updates_per_step = self.n_mini * t.ppo_epochs
+        temperature = float(cfg.rollout.temperature) or 1.0
+        self.step_count = 0
+
+        self.graphdef, params, self.rest = nnx.split(actor, nnx.Param, ...)
+        self.actor_tx = make_optimizer(
+            float(t.actor_lr), num_warmup_steps=warmup_steps(t.actor_warmup_ratio, t.steps),
+            updates_per_step=self.updates_per_step, weight_decay=float(t.weight_decay),
+            grad_clip=float(t.grad_clip))
+        self.actor_state, actor_sh = self._init_state(params, self.actor_tx, rules)
+        self.actor_update = step_lib.make_update_fn(
+            step_lib.actor_loss_fn(self.graphdef, self.rest, rl, temperature=temperature),
+            step_lib.actor_total_fn(rl), self.actor_tx, n_micro, mesh=mesh,
+            state_shardings=actor_sh)
+        self.logp_fn = step_lib.make_forward_fn(self.graphdef, self.rest, n_micro,
+                                                kind="logprobs", temperature=temperature,
+                                                mesh=mesh)
+        # The frozen reference: its own buffers (the actor's are donated to the update step).
+        self.ref_params = (jax.tree.map(jnp.copy, self.actor_state.params)
+                           if rl.kl_coef > 0 else None)
+        self.critic_state = None
+        if self.algo == "ppo":
+            critic = make_critic(actor, actor.cfg.hidden_size, seed=int(t.seed))
+            self.critic_graphdef, c_params, self.critic_rest = nnx.split(critic, nnx.Param, ...)
+            self.critic_tx = make_optimizer(
+                float(t.critic_lr),
+                num_warmup_steps=warmup_steps(t.critic_warmup_ratio, t.steps),
+                updates_per_step=self.updates_per_step, weight_decay=float(t.weight_decay),
+                grad_clip=float(t.grad_clip))
+            self.critic_state, critic_sh = self._init_state(c_params, self.critic_tx, rules)
+            self.critic_update = step_lib.make_update_fn(
+                step_lib.critic_loss_fn(self.critic_graphdef, self.critic_rest, rl),
+                step_lib.critic_total_fn(rl), self.critic_tx, n_micro, mesh=mesh,
+                state_shardings=critic_sh)
+            self.values_fn = step_lib.make_forward_fn(
+                self.critic_graphdef, self.critic_rest, n_micro, kind="values", mesh=mesh)
+        self._prepare = jax.jit(self._prepare_impl)
+
+    # ------------------------------------------------------------------ state
+    def _init_state(self, params, tx, rules):
+        state = TrainState.create(params, tx)
+        if self.mesh is None:
+            return state, None
+        shardings = tree_shardings(state, self.mesh, rules)
+        return jax.device_put(state, shardings), shardings
+
+    def actor_model(self) -> nnx.Module:
+        """The sampler's view of the actor: same graph, the current parameter arrays."""
+        return nnx.merge(self.graphdef, self.actor_state.params, self.rest)
+
+    def state_tree(self) -> dict[str, Any]:
+        """Device state for a checkpoint (params + optimizer states + step counters)."""
+        tree = {"actor": self.actor_state}
+        if self.critic_state is not None:
+            tree["critic"] = self.critic_state
+        if self.ref_params is not None:
+            tree["ref"] = self.ref_params
+        return tree
+
+    def host_state(self) -> dict[str, Any]:
+        """Host state for a checkpoint: the RL step and the data iterator position."""
+        out = {"step": int(self.step_count)}
+        if hasattr(self.data_iter, "state"):
+            out["data"] = self.data_iter.state.to_dict()
+        return out
+
+    def load_state(self, tree: dict[str, Any], host: dict[str, Any]) -> None:
+        self.actor_state = tree["actor"]
+        if "critic" in tree:
+            self.critic_state = tree["critic"]
+        if "ref" in tree:
+            self.ref_params = tree["ref"]
+        self.step_count = int(host["step"])
+        if "data" in host and hasattr(self.data_iter, "restore"):
+            from searchr1_jax.data import IteratorState
+            self.data_iter.restore(IteratorState.from_dict(host["data"]))
+
+    # ------------------------------------------------------------------ one RL step
+    def _next_rows(self) -> tuple[list[Any], np.ndarray]:
+        prompts = next(self.data_iter)
+        rows = [x for x in prompts for _ in range(self.n)]
+        return rows, np.repeat(np.arange(len(prompts), dtype=np.int32), self.n)
+
+    def _to_device(self, batch: TrainBatch) -> TrainBatch:
+        if self.mesh is None:
+            return batch
+        return jax.device_put(batch, step_lib.batch_shardings(batch, self.mesh))
+
+    def _prepare_impl(self, base, scores, group_ids, values):
+        if self.algo == "grpo":
+            return grpo.prepare_grpo_batch(base, scores, group_ids, self.cfg.rl)
+        return ppo.prepare_ppo_batch(base, scores, values, self.cfg.rl)
+
+    def train_step(self) -> dict[str, float]:
+        """Runs one RL step and returns its metrics (floats)."""
+        t_start = time.perf_counter()
+        rows, group_ids = self._next_rows()
+        seed = int(self.cfg.train.seed) * 1_000_003 + self.step_count
+        rb, info = self.rollout_fn(self.actor_model(), rows, group_ids, seed)
+        t_rollout = time.perf_counter()
+        scores, em = self.reward_fn(info)
+        rb = pad_rollout(rb, _bucket(rb.prompt_tokens.shape[1], self.pad_multiple),
+                         _bucket(rb.response_tokens.shape[1], self.pad_multiple))
+        zeros = jnp.zeros(rb.response_tokens.shape, jnp.float32)
+        base = self._to_device(TrainBatch(
+            prompt_tokens=rb.prompt_tokens, prompt_mask=rb.prompt_mask,
+            response_tokens=rb.response_tokens, response_mask=rb.response_mask,
+            loss_mask=rb.loss_mask, old_logprobs=zeros, ref_logprobs=zeros, advantages=zeros,
+            returns=zeros, old_values=zeros))
+        fields = (base.prompt_tokens, base.prompt_mask, base.response_tokens, base.response_mask)
+        old = self.logp_fn(self.actor_state.params, *fields)
+        ref = self.logp_fn(self.ref_params, *fields) if self.ref_params is not None else old
+        values = (self.values_fn(self.critic_state.params, *fields)
+                  if self.algo == "ppo" else zeros)
+        base = base.replace(old_logprobs=old, ref_logprobs=ref)
+        batch, prep_metrics = self._prepare(base, jnp.asarray(scores),
+                                            jnp.asarray(grpo.dense_group_ids(group_ids)), values)
+        t_prepare = time.perf_counter()
+        update_metrics = self._update(batch)
+        jax.block_until_ready(self.actor_state.params)
+        t_end = time.perf_counter()
+        self.step_count += 1
+        return self._metrics(rb, info, scores, em, prep_metrics, update_metrics,
+                             dict(rollout=t_rollout - t_start, prepare=t_prepare - t_rollout,
+                                  train=t_end - t_prepare, step=t_end - t_start))
+
+    def _update(self, batch: TrainBatch) -> list[dict[str, jax.Array]]:
+        out = []
+        for _ in range(int(self.cfg.train.ppo_epochs)):
+            for i in range(self.n_mini):
+                sl = slice(i * self.mini_rows, (i + 1) * self.mini_rows)
+                mini = self._to_device(jax.tree.map(lambda x: x[sl], batch))
+                metrics = {}
+                if self.algo == "ppo":
+                    self.critic_state, cm = self.critic_update(self.critic_state, mini)
+                    metrics.update({f"critic/{k}" if "/" not in k else k: v
+                                    for k, v in cm.items()})
+                self.actor_state, am = self.actor_update(self.actor_state, mini)
+                metrics.update({f"actor/{k}" if "/" not in k else k: v for k, v in am.items()})
+                out.append(metrics)
+        return out
+
+    def _metrics(self, rb, info, scores, em, prep, updates, times) -> dict[str, float]:
+        resp = np.asarray(rb.response_mask)
+        gen = np.asarray(rb.loss_mask)
+        tokens = float(np.asarray(rb.prompt_mask).sum() + resp.sum())
+        m = {
+            "step": float(self.step_count),
+            "reward/mean": float(scores.mean()), "reward/em": float(em.mean()),
+            "response/length": float(resp.sum(-1).mean()),
+            "response/generated_tokens": float(gen.sum(-1).mean()),
+            "response/num_searches": float(np.mean(info.num_searches)),
+            "response/valid_format": float(np.mean(info.valid_format)),
+            "response/has_answer": float(np.mean(info.has_answer)),
+            "time/rollout_s": times["rollout"], "time/prepare_s": times["prepare"],
+            "time/train_s": times["train"], "time/step_s": times["step"],
+            "time/retrieval_s": float(getattr(self.rollout_fn, "last_retrieval_s", 0.0)),
+            "perf/tokens_per_s": tokens / max(times["step"], 1e-9),
+            "actor/skipped_total": float(self.actor_state.skipped),
+        }
+        m.update({k: float(v) for k, v in prep.items()})
+        for key in updates[0] if updates else ():
+            m[key] = float(np.mean([float(u[key]) for u in updates]))
+        return m
