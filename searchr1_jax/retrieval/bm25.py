@@ -1,8 +1,9 @@
 """BM25 sparse retrieval through ``bm25s`` (Lucene scoring, English stop words, Snowball stems).
 
-score(q, d) = sum_{t in q} idf(t) * tf(t,d) * (k1 + 1) / (tf(t,d) + k1 * (1 - b + b * |d| / avgdl)),
-idf(t) = log(1 + (N - df(t) + 0.5) / (df(t) + 0.5)). Defaults k1 = 0.9, b = 0.4 are Pyserini's,
-which Search-R1's BM25 server uses.
+score(q, d) = sum_{t in q} idf(t) * tf(t,d) / (tf(t,d) + k1 * (1 - b + b * |d| / avgdl)),
+idf(t) = log(1 + (N - df(t) + 0.5) / (df(t) + 0.5))  (Lucene >= 8, as in Pyserini; |d| counts
+tokens after stop-word removal). Defaults k1 = 0.9, b = 0.4 are Pyserini's, which Search-R1's
+BM25 server uses.
 """
 from __future__ import annotations
 

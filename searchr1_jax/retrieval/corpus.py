@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import array
 import gzip
-import io
 import json
 import os
 from typing import Iterable, Iterator, NamedTuple, Sequence
@@ -56,10 +55,8 @@ def resolve_corpus(spec: str) -> list[str]:
     return paths
 
 
-def _open_text(path: str) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-    # Strict decoding: a bad byte raises and we report the line.
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="\n")
+def _open_binary(path: str):
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
 def parse_row(line: str, where: str) -> Passage:
@@ -97,16 +94,13 @@ def iter_passages(paths: str | Sequence[str]) -> Iterator[Passage]:
     for path in paths:
         if not os.path.exists(path):
             raise CorpusError(f"{path}: no such corpus file")
-        with _open_text(path) as f:
-            line_no = 0
-            while True:
-                line_no += 1
+        with _open_binary(path) as f:
+            for line_no, raw in enumerate(f, 1):
                 try:
-                    line = f.readline()
+                    line = raw.decode("utf-8")  # strict: a bad byte names its line
                 except UnicodeDecodeError as e:
-                    raise CorpusError(f"{path}:{line_no}: not valid UTF-8 ({e.reason})") from None
-                if not line:
-                    break
+                    raise CorpusError(f"{path}:{line_no}: not valid UTF-8 ({e.reason} at byte "
+                                      f"{e.start})") from None
                 if line.strip():
                     yield parse_row(line, f"{path}:{line_no}")
 

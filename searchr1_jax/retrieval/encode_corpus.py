@@ -70,11 +70,9 @@ def encode_corpus(encoder, passages: Iterable[Passage], out_dir: str, *, shard_s
         meta = {"format": FORMAT, **signature, "file": _shard_name(i) + ".npy", "start": start,
                 "count": len(shard), "first_id": shard[0].id, "last_id": shard[-1].id}
         start += len(shard)
-        bar.update(len(shard))
-        if i % process_count != process_index:
-            continue
-        if _finished(out_dir, i, meta):
-            skipped.append(i)
+        if i % process_count != process_index or _finished(out_dir, i, meta):
+            skipped += [i] if i % process_count == process_index else []
+            bar.update(len(shard))
             continue
         emb = encoder.encode([p.contents for p in shard], "passage").astype(np.float16)
         tmp = os.path.join(out_dir, _shard_name(i) + ".tmp.npy")
@@ -82,6 +80,7 @@ def encode_corpus(encoder, passages: Iterable[Passage], out_dir: str, *, shard_s
         os.replace(tmp, os.path.join(out_dir, meta["file"]))
         _write_json_atomic(os.path.join(out_dir, _shard_name(i) + ".json"), meta)
         encoded.append(i)
+        bar.update(len(shard))
     bar.close()
     if all(os.path.exists(os.path.join(out_dir, _shard_name(i) + ".json"))
            for i in range(num_shards)):

@@ -57,6 +57,7 @@ class TextEncoder:
         self.max_length = {"query": query_max_length, "passage": passage_max_length}
         self.mesh = mesh or local_mesh()
         shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        self._shards = shards
         self.batch_size = -(-batch_size // shards) * shards  # a multiple of the batch shards
         self.dim = self.module.cfg.hidden_size
         graphdef, state = nnx.split(self.module)
@@ -91,8 +92,10 @@ class TextEncoder:
         for start in range(0, len(texts), bs):
             rows = order[start:start + bs]
             width = bucket_width(max(len(token_ids[r]) for r in rows), self.max_length[kind])
-            ids = np.zeros((bs, width), np.int32)
-            mask = np.zeros((bs, width), np.int32)
+            # Short final batches pad to a power of two rows (>= the shard count), not to bs.
+            height = min(bs, bucket_width(len(rows), bs, min_width=self._shards))
+            ids = np.zeros((height, width), np.int32)
+            mask = np.zeros((height, width), np.int32)
             for i, r in enumerate(rows):
                 ids[i, :len(token_ids[r])] = token_ids[r]
                 mask[i, :len(token_ids[r])] = 1
