@@ -55,7 +55,8 @@ def test_extraction_reproduces_published_pred(trace_rows):
 def test_score_dispatch_matches_published_em(trace_rows):
     for name, row in trace_rows[:300]:
         out = row["output"]
-        assert R.score(out["final_response"], row["golden_answers"], "em") == out["metric_score"]["em"]
+        em = R.score(out["final_response"], row["golden_answers"], "em")
+        assert em == out["metric_score"]["em"]
         assert R.score(out["final_response"], row["golden_answers"], "f1") == pytest.approx(
             out["metric_score"]["f1"], abs=1e-12)
 

@@ -38,7 +38,7 @@ def scores_at_last_token(scores: Array, mask: Array) -> Array:
 def ppo_token_rewards(scores: Array, old_logp: Array, ref_logp: Array, response_mask: Array,
                       kl_mask: Array, kl_coef: float, kl_kind: str = "kl"
                       ) -> tuple[Array, dict[str, Array]]:
-    """Search-R1's PPO reward: ``r_t = score * [t = last] - kl_coef * kl(old_t, ref_t) * kl_mask_t``.
+    """Search-R1's PPO reward ``r_t = score [t = last] - kl_coef kl(old_t, ref_t) kl_mask_t``.
 
     ``kl`` is ``kl_penalty(old_logp, ref_logp, kl_kind)`` (k1 ``old - ref`` by default). The
     score sits on the last token of ``response_mask``; the KL term uses ``kl_mask`` (the loss
