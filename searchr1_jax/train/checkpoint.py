@@ -108,8 +108,13 @@ class CheckpointManager:
         """Starts saving ``step`` (returns at once when async); False if skipped by interval.
 
         ``host`` and ``metadata`` must be JSON-serialisable (checked here, before any write).
+        A step that is already saved is not written again (a preemption save right after the
+        periodic save of the same step is a no-op) and returns False.
         """
         ocp = _ocp()
+        if int(step) in self._manager.all_steps():
+            log.info("checkpoint step %d already saved in %s", step, self.directory)
+            return False
         rng_data, impls = keys_to_data(rngs or {})
         host_json = {"step": int(step), **dict(host or {}), "_rng_impls": impls}
         meta_json = {"saved_at_unix": time.time(), "jax_version": jax.__version__,

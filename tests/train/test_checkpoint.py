@@ -89,6 +89,7 @@ def test_keep_last_n_and_latest(tmp_path):
         mgr.save(step, state.params, host={"i": step})
     mgr.wait()
     assert mgr.all_steps() == [30, 40] and mgr.latest_step() == 40
+    assert not mgr.save(40, state.params, force=True)  # already saved: no-op, no error
     assert sorted(int(d) for d in os.listdir(tmp_path) if d.isdigit()) == [30, 40]
     old = mgr.restore(state.params, step=30)
     assert old.host["i"] == 30
