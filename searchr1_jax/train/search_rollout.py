@@ -1,0 +1,61 @@
+"""The trainer's rollout function: Search-R1 episodes with the actor's live weights.
+
+``SearchRollout(cfg, tokenizer, retriever)(model, rows, group_ids, seed)`` renders each row's
+prompt (``data.prompt_style``), runs the multi-turn episodes of ``searchr1_jax.rollout`` with a
+sampling (``rollout.temperature``) ``CachedGenerator`` over ``model`` and returns
+``(RolloutBatch, RolloutInfo)``. ``last_retrieval_s`` is the time spent inside the retriever
+during the last call (the rest of the rollout time is sampling and host work).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class TimedRetriever:
+    """Wraps a retriever and sums the seconds spent in ``search`` (thread-safe)."""
+
+    def __init__(self, retriever: Any):
+        self.retriever, self.seconds = retriever, 0.0
+        self._lock = threading.Lock()
+
+    def search(self, queries: list[str], k: int):
+        t0 = time.perf_counter()
+        try:
+            return self.retriever.search(queries, k)
+        finally:
+            with self._lock:
+                self.seconds += time.perf_counter() - t0
+
+
+class SearchRollout:
+    """``trainer.RolloutFn`` over ``searchr1_jax.rollout.collect_rollouts`` (module doc)."""
+
+    def __init__(self, cfg, tokenizer: Any, retriever: Any):
+        from searchr1_jax.rollout import EpisodeSettings
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.retriever = TimedRetriever(retriever)
+        self.settings = EpisodeSettings.from_config(cfg)
+        self.last_retrieval_s = 0.0
+
+    def __call__(self, model, rows: Sequence[Any], group_ids: np.ndarray, seed: int):
+        from searchr1_jax.data import build_prompt
+        from searchr1_jax.data.prompts import encode_prompts
+        from searchr1_jax.eval.backend import make_generator
+        from searchr1_jax.rollout import collect_rollouts
+
+        style = self.cfg.data.prompt_style
+        texts = [build_prompt(ex.question, self.tokenizer, style) for ex in rows]
+        prompts = encode_prompts(self.tokenizer, texts, style)
+        generator = make_generator(model, self.tokenizer, self.cfg, greedy=False)
+        self.retriever.seconds = 0.0
+        batch, info = collect_rollouts(
+            generator, self.tokenizer, self.retriever, prompts, self.settings,
+            group_ids=[int(g) for g in group_ids], questions=[ex.question for ex in rows],
+            golden_answers=[list(ex.golden_answers) for ex in rows],
+            data_source=[ex.data_source for ex in rows], seed=seed)
+        self.last_retrieval_s = self.retriever.seconds
+        return batch, info
