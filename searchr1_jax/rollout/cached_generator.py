@@ -73,11 +73,24 @@ _peek_jit = jax.jit(_peek_logits, static_argnums=0)
 class CachedGenerator:
     """``TurnGenerator`` over a Flax NNX ``Transformer`` and the jitted sampler."""
 
-    def __init__(self, model: nnx.Module, *, cache_len: int, max_new_tokens: int,
+    def __init__(self, model: nnx.Module, *, cache_len: int | None, max_new_tokens: int,
                  eos_ids: Sequence[int], temperature: float = 1.0, top_p: float = 1.0,
                  top_k: int = 0, stop_sequences: Sequence[str] = ("</search>", "</answer>"),
-                 cache_dtype: Any = None):
-        self.model, self.cache_len, self.max_new_tokens = model, int(cache_len), max_new_tokens
+                 cache_dtype: Any = None, episode: Any = None, tokenizer: Any = None,
+                 pad_id: int = 0):
+        """``cache_len=None`` sizes the cache per batch from ``episode`` (``EpisodeSettings``):
+        ``bucket(min(max_prompt_length, longest prompt + max_turns * (R + max_obs_length))
+        + R)`` with ``R = max_new_tokens``: the most any row can hold, far less than
+        ``max_prompt_length + R`` for short prompts (a 4096-slot cache per row is most of the
+        rollout's memory)."""
+        if cache_len is None and episode is None:
+            raise ValueError("CachedGenerator: pass cache_len or episode (EpisodeSettings)")
+        if stop_sequences and tokenizer is None:
+            raise ValueError("CachedGenerator: stop_sequences need tokenizer= (the sampler "
+                             "matches them on token ids through a StopTable built once)")
+        self.tokenizer, self.pad_id, self._stop_table = tokenizer, int(pad_id), None
+        self.model, self.max_new_tokens = model, max_new_tokens
+        self.cache_len, self.episode = (None if cache_len is None else int(cache_len)), episode
         self.eos_ids, self.stop_sequences = tuple(int(e) for e in eos_ids), list(stop_sequences)
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
         self.cache_dtype = cache_dtype
@@ -87,10 +100,11 @@ class CachedGenerator:
         from searchr1_jax.models import KVCache
         b = len(prompts)
         lengths = np.array([len(p) for p in prompts])
-        if lengths.min() < 1 or lengths.max() > self.cache_len:
+        cache_len = self.cache_len_for(int(lengths.max()))
+        if lengths.min() < 1 or lengths.max() > cache_len:
             raise ValueError(f"prompt lengths {lengths.min()}..{lengths.max()} must be in "
-                             f"[1, cache_len = {self.cache_len}]")
-        cache = KVCache.init(self.model.cfg, b, self.cache_len, self.cache_dtype)
+                             f"[1, cache_len = {cache_len}]")
+        cache = KVCache.init(self.model.cfg, b, cache_len, self.cache_dtype)
         empty = DeviceState(cache=cache, last_token=jnp.zeros((b,), jnp.int32),
                             last_pos=jnp.zeros((b,), jnp.int32))
         state = GeneratorState(device=empty, key=jax.random.key(seed),
@@ -106,20 +120,19 @@ class CachedGenerator:
         out = sampling.generate(
             self.model, d.cache, d.last_token, d.last_pos, sub,
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-            top_k=self.top_k, eos_ids=list(self.eos_ids), stop_sequences=self.stop_sequences,
-            active=jnp.asarray(active, bool))
-        tokens, logprobs = np.asarray(out.tokens), np.asarray(out.logprobs)
-        lengths = np.where(active, np.asarray(out.lengths), 0)
-        rows = np.arange(len(active))
-        last = tokens[rows, np.maximum(lengths - 1, 0)]
-        last_token = np.where(lengths > 0, last, np.asarray(d.last_token))
+            top_k=self.top_k, eos_ids=list(self.eos_ids), stop_sequences=self.stop_table(),
+            active=jnp.asarray(active, bool), pad_id=self.pad_id)
+        # One device->host transfer per turn: the host needs the tokens to parse them.
+        tokens, logprobs, lengths, reasons = jax.device_get(
+            (out.tokens, out.logprobs, out.lengths, out.stop_reason))
+        lengths = np.where(active, lengths, 0)
         context_len = state.context_len + lengths
-        device = DeviceState(cache=out.cache, last_token=jnp.asarray(last_token, jnp.int32),
-                             last_pos=jnp.asarray(context_len - 1, jnp.int32))
+        device = DeviceState(cache=out.cache, last_token=out.last_tokens,
+                             last_pos=out.last_positions)
         new = GeneratorState(device=device, key=key, context_len=context_len, turn_len=lengths)
         turn = TurnOutput(tokens=[tokens[b, :n].tolist() for b, n in enumerate(lengths)],
                           logprobs=[logprobs[b, :n].tolist() for b, n in enumerate(lengths)],
-                          stop_reason=np.asarray(out.stop_reason))
+                          stop_reason=np.asarray(reasons))
         return new, turn
 
     def extend(self, state: GeneratorState, chunks: Sequence[Sequence[int]], drop: np.ndarray
@@ -132,6 +145,22 @@ class CachedGenerator:
         return self._feed(state, [list(c) for c in chunks], drop, first=False)
 
     # -- helpers -------------------------------------------------------------------------
+    def stop_table(self):
+        """The sampler's token-level automaton for the stop strings (built once)."""
+        if self._stop_table is None:
+            from searchr1_jax.sampling import StopTable
+            self._stop_table = StopTable.build(self.tokenizer, self.stop_sequences,
+                                               self.model.cfg.vocab_size)
+        return self._stop_table
+
+    def cache_len_for(self, longest_prompt: int) -> int:
+        """Cache slots per row for a batch whose longest prompt has ``longest_prompt`` tokens."""
+        if self.cache_len is not None:
+            return self.cache_len
+        e, r = self.episode, self.max_new_tokens
+        context = min(e.max_prompt_length, longest_prompt + e.max_turns * (r + e.max_obs_length))
+        return min(bucket(context + r, 64), e.max_prompt_length + r)
+
     def next_token_logits(self, state: GeneratorState) -> jax.Array:
         """``[B, V]`` logits the next sampled token would come from (tests, scoring)."""
         graphdef, params = nnx.split(self.model)
@@ -159,10 +188,11 @@ class CachedGenerator:
             starts[i] = kept
             new_len[i] = state.context_len[i] - drop[i] + len(c)
             new_last[i] = c[-1]
-        if int(new_len.max()) > self.cache_len:
+        cache_len = state.device.cache.max_len
+        if int(new_len.max()) > cache_len:
             row = int(new_len.argmax())
             raise ValueError(f"row {row}: context of {new_len[row]} tokens exceeds cache_len "
-                             f"= {self.cache_len}")
+                             f"= {cache_len}")
         width = bucket(max(len(f) for f in feeds))
         tokens = np.zeros((b, width), np.int32)
         mask = np.zeros((b, width), bool)

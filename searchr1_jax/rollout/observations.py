@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from searchr1_jax.retrieval.base import format_passages
+
 INVALID_ACTION_OBS = (
     "\nMy previous action is invalid. If I want to search, I should put the query between "
     "<search> and </search>. If I want to give the final answer, I should put the answer between "
@@ -16,22 +18,9 @@ INVALID_ACTION_OBS = (
 EMPTY_INFORMATION_OBS = "\n\n<information></information>\n\n"
 
 
-def format_passages(hits: Sequence[Mapping[str, Any]]) -> str:
-    """Search-R1's ``_passages2string``: ``Doc {i}(Title: {line 1}) {other lines}\\n`` per hit.
-
-    ``contents`` is wiki-18's ``"Title"\\ntext``, so titles keep their quotes. A hit may also be a
-    server result ``{"document": {"contents": ..}, "score": ..}``.
-    """
-    lines = []
-    for i, hit in enumerate(hits):
-        contents = hit["document"]["contents"] if "document" in hit else hit["contents"]
-        title, _, text = str(contents).partition("\n")
-        lines.append(f"Doc {i + 1}(Title: {title}) {text}\n")
-    return "".join(lines)
-
-
 def information_obs(hits: Sequence[Mapping[str, Any]]) -> str:
-    """``\\n\\n<information>{passages, stripped}</information>\\n\\n``."""
+    """``\\n\\n<information>{passages, stripped}</information>\\n\\n``; ``format_passages``
+    (retrieval) gives Search-R1's ``Doc {i}(Title: {line 1}) {other lines}`` text."""
     return f"\n\n<information>{format_passages(hits).strip()}</information>\n\n"
 
 

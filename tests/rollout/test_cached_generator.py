@@ -55,7 +55,8 @@ def test_appended_observations_match_full_forward(model):
     rng = np.random.default_rng(0)
     tok = lambda n: rng.integers(2, CFG.vocab_size, n).tolist()  # noqa: E731
     prompts = [tok(5), tok(11), tok(1)]
-    gen = CachedGenerator(model, cache_len=160, max_new_tokens=16, eos_ids=[1])
+    gen = CachedGenerator(model, cache_len=160, max_new_tokens=16, eos_ids=[1],
+                          stop_sequences=())
     state = gen.start(prompts, seed=0)
     contexts = [list(p) for p in prompts]
     np.testing.assert_allclose(gen.next_token_logits(state),
@@ -85,7 +86,8 @@ def test_appended_observations_match_full_forward(model):
 
 
 def test_bad_drop_and_overflow_are_clear(model):
-    gen = CachedGenerator(model, cache_len=16, max_new_tokens=4, eos_ids=[1])
+    gen = CachedGenerator(model, cache_len=16, max_new_tokens=4, eos_ids=[1],
+                          stop_sequences=())
     state = gen.start([[5, 6, 7]], seed=0)
     with pytest.raises(ValueError, match="row 0 drops 1 tokens but its last turn sampled 0"):
         gen.extend(state, [[3]], np.array([1]))

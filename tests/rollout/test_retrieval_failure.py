@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from searchr1_jax.rollout import RolloutRetrievalError
-from searchr1_jax.rollout.observations import format_passages, information_obs
+from searchr1_jax.rollout.observations import information_obs
 from searchr1_jax.rollout.search_step import call_with_timeout, run_searches
 from tests.rollout.fakes import FailingRetriever, ScriptedTurn, doc
 from tests.rollout.test_engine import TOK, check_masks, run
@@ -70,5 +70,4 @@ def test_passage_format_is_search_r1s():
             {"id": "3", "contents": "No newline"}]
     expected = ('Doc 1(Title: "Paris") Capital of France.\nSecond line\n'
                 'Doc 2(Title: "Lyon") City.\nDoc 3(Title: No newline) \n')
-    assert format_passages(hits) == expected
     assert information_obs(hits) == f"\n\n<information>{expected.strip()}</information>\n\n"
