@@ -97,11 +97,17 @@ class ExactIndex:
 
 
 def scann_params(n: int) -> dict:
-    """ScaNN settings from the corpus size (ScaNN's guidance: about sqrt(n) leaves)."""
+    """ScaNN settings from the corpus size.
+
+    About sqrt(n) k-means leaves (ScaNN's guidance); the searched fraction of leaves is
+    clip(0.25 * sqrt(1e5 / n), 0.03, 0.25): small corpora search a quarter of their leaves
+    (measured: recall@3 >= 0.95 on 28k real MiniLM vectors), 21M-passage wiki-18 3%.
+    Below 4,000 vectors there is no tree (AH over every vector).
+    """
     num_leaves = 0 if n < 4_000 else int(round(math.sqrt(n)))
+    fraction = min(0.25, max(0.03, 0.25 * math.sqrt(1e5 / max(n, 1))))
     return {"num_leaves": num_leaves,
-            "leaves_to_search": 0 if not num_leaves else max(min(num_leaves, 16),
-                                                             int(round(0.04 * num_leaves))),
+            "leaves_to_search": int(math.ceil(fraction * num_leaves)),
             "training_sample_size": min(n, 250_000),
             "dims_per_block": 2,
             "anisotropic_threshold": 0.2,

@@ -7,7 +7,7 @@ import pytest
 
 from searchr1_jax.retrieval.corpus import PassageStore, iter_passages
 
-SUBSET_PASSAGES = 1000  # default (fast) dense tests: the first 1,000 passages of the corpus
+SUBSET_PASSAGES = 400  # default (fast) dense tests: the first 400 passages of the corpus
 
 
 def load_qa(assets_dir, name="hotpotqa_dev500"):
@@ -37,7 +37,7 @@ def hotpot_qa(assets_dir):
 
 @pytest.fixture(scope="session")
 def hotpot_subset(hotpot_store, hotpot_qa):
-    """First 1,000 passages and the questions whose gold passages all lie among them."""
+    """First 400 passages and the questions whose gold passages all lie among them."""
     passages = [hotpot_store[r] for r in range(SUBSET_PASSAGES)]
     ids = {p.id for p in passages}
     questions = [q for q in hotpot_qa if set(q["supporting_ids"]) <= ids]
