@@ -145,3 +145,35 @@ def test_eval_config_is_greedy_by_default_and_refuses_identical_seeds():
     cfg.eval.methods = "direct,oracle"
     with pytest.raises(ConfigError, match="eval.methods"):
         check_eval_config(cfg)
+
+
+def test_observation_text_is_never_read_as_the_answer(examples):
+    """The invalid-action message contains '<answer> and </answer>': it must not score."""
+    tok = CharTokenizer()
+    gen = ScriptedGenerator(lambda p, t, c: "I am not sure.", tok)
+    ex = [e for e in examples if e.data_source == "nq"][:2]
+    settings = EvalSettings(batch_size=2, episode=EpisodeSettings(max_turns=2))
+    rows = evaluate_method("search_r1", ex, gen, tok, FakeRetriever(), settings, progress=False)
+    for r in rows:
+        assert "<answer> and </answer>" in r["response"]
+        assert r["pred"] is None and r["em"] == r["sub_em"] == r["f1"] == 0.0
+        assert r["num_turns"] == 3 and r["num_searches"] == 0
+
+
+def test_generator_is_greedy_unless_asked():
+    from searchr1_jax.config import load_config_file
+    from searchr1_jax.eval.backend import eos_ids_of, make_generator
+    from tests.train._tiny import tiny_model
+
+    class Tok(CharTokenizer):
+        def get_vocab(self):
+            return {"<|im_end|>": 7, "x": 20}
+
+    cfg = load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs",
+                                        "eval_mini.py"))
+    tok = Tok()
+    assert eos_ids_of(tok) == [1, 7]
+    gen = make_generator(tiny_model(), tok, cfg, greedy=cfg.eval.greedy)
+    assert gen.temperature == 0.0 and gen.max_new_tokens == cfg.rollout.max_response_length
+    cfg.rollout.temperature = 0.7
+    assert make_generator(tiny_model(), tok, cfg, greedy=False).temperature == 0.7

@@ -21,15 +21,19 @@ def eos_ids_of(tokenizer: Any) -> list[int]:
 
 
 def make_generator(model: Any, tokenizer: Any, cfg: Any, greedy: bool = True) -> Any:
-    """``CachedGenerator`` for the config: temperature 0 (greedy) unless ``greedy`` is False."""
+    """``CachedGenerator`` for the config: temperature 0 (greedy) unless ``greedy`` is False.
+
+    The KV cache is sized per batch from the episode budgets (``cache_len=None``).
+    """
+    from searchr1_jax.rollout import tokens as tok
     from searchr1_jax.rollout.cached_generator import CachedGenerator
 
     r = cfg.rollout
     return CachedGenerator(
-        model, cache_len=r.max_prompt_length + r.max_response_length,
+        model, cache_len=None, episode=EpisodeSettings.from_config(cfg),
         max_new_tokens=r.max_response_length, eos_ids=eos_ids_of(tokenizer),
         temperature=0.0 if greedy else float(r.temperature), top_p=float(r.top_p),
-        top_k=int(r.top_k))
+        top_k=int(r.top_k), tokenizer=tokenizer, pad_id=tok.pad_id_of(tokenizer))
 
 
 def eval_settings(cfg: Any) -> EvalSettings:

@@ -60,7 +60,8 @@ def _single_turn(generator: Any, tokenizer: Any, prompt_ids: list[list[int]], se
     state = generator.start(prompt_ids, seed)
     _, out = generator.generate(state, np.ones(len(prompt_ids), bool))
     texts = tok.decode_texts(tokenizer, out.tokens)
-    return [{"response": t, "num_turns": 1, "num_searches": 0, "queries": []} for t in texts]
+    return [{"response": t, "generated": t, "num_turns": 1, "num_searches": 0, "queries": []}
+            for t in texts]
 
 
 def _episodes(generator: Any, tokenizer: Any, retriever: Any, prompt_ids: list[list[int]],
@@ -71,7 +72,11 @@ def _episodes(generator: Any, tokenizer: Any, retriever: Any, prompt_ids: list[l
         group_ids=[ex.uid for ex in batch], questions=[ex.question for ex in batch],
         golden_answers=[list(ex.golden_answers) for ex in batch],
         data_source=[ex.data_source for ex in batch], seed=seed)
-    return [{"response": info.response_text[i], "num_turns": int(info.num_turns[i]),
+    # Scored on the model's own turns: observations (the invalid-action message spells
+    # "<answer> and </answer>") must never be read as the model's answer.
+    return [{"response": info.response_text[i],
+             "generated": "".join(t.text for t in info.turns[i]),
+             "num_turns": int(info.num_turns[i]),
              "num_searches": int(info.num_searches[i]), "queries": list(info.queries[i]),
              "doc_ids": info.doc_ids[i], "valid_format": bool(info.valid_format[i]),
              "truncated": bool(info.truncated[i])} for i in range(len(batch))]
@@ -80,7 +85,11 @@ def _episodes(generator: Any, tokenizer: Any, retriever: Any, prompt_ids: list[l
 def evaluate_method(method: str, examples: Sequence[QaExample], generator: Any, tokenizer: Any,
                     retriever: Any, settings: EvalSettings, seed: int = 0,
                     progress: bool = True) -> list[dict[str, Any]]:
-    """One row dict per example (in order): ids, question, response, pred, em/sub_em/f1."""
+    """One row dict per example (in order): ids, question, response, pred, em/sub_em/f1.
+
+    ``response`` is everything after the prompt (observations included); ``generated`` is the
+    model's own text, the only text ``pred`` is extracted from.
+    """
     _check_method(method)
     if method == "search_r1" and retriever is None:
         raise ValueError("eval method 'search_r1' needs a retriever")
@@ -101,7 +110,7 @@ def evaluate_method(method: str, examples: Sequence[QaExample], generator: Any, 
             rows.append({"method": method, "seed": seed, "uid": ex.uid, "id": ex.id,
                          "data_source": ex.data_source, "question": ex.question,
                          "golden_answers": list(ex.golden_answers), "answerable": ex.answerable,
-                         **res, **score_response(res["response"], ex.golden_answers)})
+                         **res, **score_response(res["generated"], ex.golden_answers)})
     return rows
 
 
