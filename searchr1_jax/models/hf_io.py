@@ -22,7 +22,8 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from searchr1_jax.models.config import ModelConfig
-from searchr1_jax.models.safetensors_io import CheckpointError, ShardedCheckpoint, save_safetensors
+from searchr1_jax.models.safetensors_io import (CheckpointError, ShardedCheckpoint,
+                                                save_safetensors_lazy)
 from searchr1_jax.models.transformer import Transformer
 from searchr1_jax.parallel.rules import DECODER_RULES, Rules, path_to_str, spec_for
 
@@ -175,39 +176,56 @@ def _host_array(x: jax.Array) -> np.ndarray:
     return np.asarray(x)
 
 
-def state_dict_from_model(model: Transformer, cfg: ModelConfig,
-                          dtype: str | None = None) -> list[tuple[str, np.ndarray]]:
-    """``(hf_name, array)`` for every parameter (in ``dtype``, default ``cfg.param_dtype``)."""
-    out_dtype = jnp.dtype(dtype or cfg.param_dtype)
-    params = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param)):
-        params[_param_path(path)] = leaf
-    out = []
+def _param_leaves(model: Transformer) -> dict[str, jax.Array]:
+    return {_param_path(path): leaf for path, leaf in
+            jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))}
+
+
+def _hf_entries(model: Transformer, cfg: ModelConfig, dtype: str | None):
+    """``(hf_name, hf_shape, dtype, fetch)`` per parameter; ``fetch`` gathers one tensor."""
+    out_dtype = np.dtype(jnp.dtype(dtype or cfg.param_dtype))
+    params = _param_leaves(model)
+    entries = []
     for m in tensor_maps(cfg):
         if m.path not in params:
             raise CheckpointError(f"model has no parameter {m.path!r} (HF {m.hf_name!r}); "
                                   f"does cfg match the model?")
-        value = _host_array(params[m.path])
-        if tuple(value.shape) != m.shape:
-            raise CheckpointError(f"param {m.path!r} has shape {list(value.shape)}, "
+        if tuple(params[m.path].shape) != m.shape:
+            raise CheckpointError(f"param {m.path!r} has shape {list(params[m.path].shape)}, "
                                   f"cfg expects {list(m.shape)}")
-        out.append((m.hf_name, np.ascontiguousarray(m.to_hf(value).astype(out_dtype))))
-    return out
+
+        def fetch(m=m, x=params[m.path]) -> np.ndarray:
+            return np.ascontiguousarray(m.to_hf(_host_array(x)).astype(out_dtype))
+
+        entries.append((m.hf_name, m.hf_shape, out_dtype, fetch))
+    return entries
+
+
+def state_dict_from_model(model: Transformer, cfg: ModelConfig,
+                          dtype: str | None = None) -> list[tuple[str, np.ndarray]]:
+    """``(hf_name, array)`` for every parameter (in ``dtype``, default ``cfg.param_dtype``)."""
+    return [(name, fetch()) for name, _, _, fetch in _hf_entries(model, cfg, dtype)]
 
 
 def export_hf(model: Transformer, cfg: ModelConfig, out_dir: str, tokenizer=None,
               dtype: str | None = None) -> str:
     """Writes ``config.json`` + ``model.safetensors`` (+ tokenizer files) that
-    ``transformers.AutoModelForCausalLM.from_pretrained(out_dir)`` loads. Returns ``out_dir``."""
-    tensors = state_dict_from_model(model, cfg, dtype)
+    ``transformers.AutoModelForCausalLM.from_pretrained(out_dir)`` loads. Returns ``out_dir``.
+
+    Tensors are gathered and written one at a time (host memory: one tensor). On several hosts
+    every process must call this (sharded tensors are all-gathered); process 0 writes.
+    """
+    entries = _hf_entries(model, cfg, dtype)
     if jax.process_index() != 0:
+        for *_, fetch in entries:  # take part in the all-gathers
+            fetch()
         return out_dir
     os.makedirs(out_dir, exist_ok=True)
     hf_cfg = cfg.to_hf_config()
     hf_cfg["torch_dtype"] = hf_cfg["dtype"] = str(jnp.dtype(dtype or cfg.param_dtype))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(hf_cfg, f, indent=2)
-    save_safetensors(os.path.join(out_dir, "model.safetensors"), tensors)
+    save_safetensors_lazy(os.path.join(out_dir, "model.safetensors"), entries, progress=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
     return out_dir

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import ml_dtypes
 import numpy as np
+from tqdm.auto import tqdm
 
 _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
@@ -120,20 +121,39 @@ class ShardedCheckpoint:
 
 def save_safetensors(path: str, tensors: Iterable[tuple[str, np.ndarray]],
                      metadata: Mapping[str, str] | None = None) -> None:
-    """Writes ``(name, array)`` pairs to ``path`` (arrays are consumed one at a time)."""
-    tensors = [(n, np.ascontiguousarray(a)) for n, a in tensors]
+    """Writes ``(name, array)`` pairs to ``path``."""
+    tensors = [(n, np.asarray(a)) for n, a in tensors]
+    save_safetensors_lazy(path, [(n, a.shape, a.dtype, lambda a=a: a) for n, a in tensors],
+                          metadata)
+
+
+def save_safetensors_lazy(path: str, entries: Sequence[tuple[str, Sequence[int], Any,
+                                                              Callable[[], np.ndarray]]],
+                          metadata: Mapping[str, str] | None = None,
+                          progress: bool = False) -> None:
+    """Writes ``(name, shape, dtype, fetch)`` entries, calling ``fetch()`` one tensor at a time.
+
+    The header needs only shapes and dtypes, so peak host memory is one tensor, not the model.
+    """
     header: dict = {"__metadata__": dict(metadata or {"format": "pt"})}
     offset = 0
-    for name, arr in tensors:
-        if arr.dtype not in _NAMES:
-            raise CheckpointError(f"cannot write tensor {name!r} of dtype {arr.dtype} to {path}")
-        header[name] = {"dtype": _NAMES[arr.dtype], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + arr.nbytes]}
-        offset += arr.nbytes
+    for name, shape, dtype, _ in entries:
+        dtype = np.dtype(dtype)
+        if dtype not in _NAMES:
+            raise CheckpointError(f"cannot write tensor {name!r} of dtype {dtype} to {path}")
+        nbytes = dtype.itemsize * int(np.prod(shape))
+        header[name] = {"dtype": _NAMES[dtype], "shape": [int(d) for d in shape],
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)  # keep the data section 8-byte aligned
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
-        for _, arr in tensors:
+        for name, shape, dtype, fetch in tqdm(entries, desc=f"writing {path}", leave=False,
+                                              disable=not progress):
+            arr = np.ascontiguousarray(fetch())
+            if arr.shape != tuple(shape) or arr.dtype != np.dtype(dtype):
+                raise CheckpointError(f"tensor {name!r} for {path}: expected {np.dtype(dtype)}"
+                                      f"{list(shape)}, got {arr.dtype}{list(arr.shape)}")
             f.write(arr.tobytes())

