@@ -7,7 +7,7 @@ documents when ``return_scores`` is false (Search-R1's own server crashes there;
 ``GET /health`` reports liveness. Bad input gets a 4xx whose ``detail`` says what is wrong;
 request bytes, query count, query length and top-k are bounded.
 """
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the real `Request` annotation.
 
 import dataclasses
 import json
