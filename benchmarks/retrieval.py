@@ -1,0 +1,142 @@
+"""ScaNN vs exact (brute-force jnp) dense search: recall@3, queries/s at batch 512, index bytes.
+
+  python benchmarks/retrieval.py --n 1000000            # synthetic clustered 1M x 768 (~5 GB RAM)
+  python benchmarks/retrieval.py --n 100000 --emb_dir /tmp/index/embeddings --qa hotpotqa_dev500
+
+Synthetic data: ``--clusters`` centres on the unit sphere, each point a centre plus Gaussian
+noise with a per-cluster spread, normalised (clustered, like real passage embeddings); queries
+are fresh points from the same mixture. With ``--emb_dir`` (an encode_corpus output) the real
+corpus embeddings are benchmarked too, with the QA set's questions (MiniLM) as queries.
+Flat fp32 bytes = N x D x 4 (Search-R1's flat e5 index); wiki-18 sizes are extrapolated to 21M.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import tempfile
+import time
+
+import numpy as np
+
+WIKI18 = 21_015_324
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int, model=None):
+    """Unit vectors x = normalize(mu + c_j + B z + e): a shared direction ``mu`` (embeddings
+    are anisotropic), a topic centre ``c_j``, a 64-dim latent ``B z`` (low intrinsic
+    dimension, as in learned embeddings) and a little isotropic noise ``e``."""
+    rng = np.random.default_rng(seed)
+    if model is None:
+        mrng = np.random.default_rng(1234)
+        unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+        mu = unit(mrng.normal(size=dim)).astype(np.float32)
+        centres = unit(mrng.normal(size=(clusters, dim))).astype(np.float32)
+        basis = np.linalg.qr(mrng.normal(size=(dim, 64)))[0].T.astype(np.float32)  # [64, D]
+        model = (mu, centres, basis)
+    mu, centres, basis = model
+    out = np.empty((n, dim), np.float32)
+    for s in range(0, n, 100_000):  # chunks: no second full-size temporary
+        m = min(100_000, n - s)
+        c = rng.integers(0, len(centres), m)
+        x = (mu + centres[c] + 0.7 / 8 * rng.normal(size=(m, 64)).astype(np.float32) @ basis
+             + 0.2 / np.sqrt(dim) * rng.normal(size=(m, dim)).astype(np.float32))
+        out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out, model
+
+
+def recall(approx, exact):
+    k = exact.shape[1]
+    return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact)]))
+
+
+def timed_qps(search, queries, batch: int, repeats: int) -> float:
+    search(queries[:batch])  # warm-up: compilation / caches
+    start = time.perf_counter()
+    n = 0
+    for r in range(repeats):
+        q = queries[(r * batch) % len(queries):][:batch]
+        search(q)
+        n += len(q)
+    return n / (time.perf_counter() - start)
+
+
+def bench(name: str, db: np.ndarray, queries: np.ndarray, args) -> dict:
+    from searchr1_jax.retrieval.index import ExactIndex, ScannIndex
+    n, dim = db.shape
+    print(f"\n== {name}: {n:,} x {dim}, {len(queries)} queries")
+    t = time.perf_counter()
+    params = {k: v for k, v in (("leaves_to_search", args.leaves_to_search),
+                                ("reorder_k", args.reorder_k)) if v}
+    scann = ScannIndex.build(db, params=params)
+    build_s = time.perf_counter() - t
+    print(f"ScaNN build {build_s:.1f} s, params {scann.params}")
+    fp16 = scann.vectors  # the float16 copy both indexes share
+    del db
+    gc.collect()
+    exact = ExactIndex(fp16)
+    exact_rows, _ = exact.search(queries, 3)
+    scann_rows, _ = scann.search(queries, 3)
+    ah_rows, _ = scann.search(queries, 3, reorder=False)
+    r3, r3_ah = recall(scann_rows, exact_rows), recall(ah_rows, exact_rows)
+    qps_exact = timed_qps(lambda q: exact.search(q, 3), queries, args.batch, args.exact_repeats)
+    qps_scann = timed_qps(lambda q: scann.search(q, 3), queries, args.batch, args.repeats)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as d:
+        scann.save(d)
+        sizes = scann.nbytes(d)
+    flat = n * dim * 4
+    per_vec_scann, per_vec_fp16 = sizes["scann"] / n, sizes["reorder_vectors"] / n
+    row = {"name": name, "n": n, "recall@3": r3, "recall@3_no_reorder": r3_ah,
+           "qps_exact": qps_exact, "qps_scann": qps_scann, "speedup": qps_scann / qps_exact,
+           "flat_fp32_bytes": flat, "scann_bytes": sizes["scann"],
+           "reorder_fp16_bytes": sizes["reorder_vectors"], "build_s": build_s}
+    print(f"recall@3 vs exact: {r3:.4f} (AH only, no reorder: {r3_ah:.4f})")
+    print(f"queries/s at batch {args.batch}: exact {qps_exact:,.0f}  ScaNN {qps_scann:,.0f}  "
+          f"({qps_scann / qps_exact:.1f}x)")
+    print(f"bytes: flat fp32 {flat / 2**20:,.1f} MiB | ScaNN tree+codes {sizes['scann'] / 2**20:,.1f}"
+          f" MiB ({sizes['scann'] / flat:.3f} of flat) | fp16 reorder vectors (memory-mapped) "
+          f"{sizes['reorder_vectors'] / 2**20:,.1f} MiB ({sizes['reorder_vectors'] / flat:.3f})")
+    print(f"wiki-18 ({WIKI18:,} x {dim}) extrapolated: flat fp32 {WIKI18 * dim * 4 / 2**30:.1f} GiB"
+          f" | ScaNN {WIKI18 * per_vec_scann / 2**30:.1f} GiB | fp16 reorder store "
+          f"{WIKI18 * per_vec_fp16 / 2**30:.1f} GiB")
+    return row
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--n", type=int, default=1_000_000, help="synthetic vectors (0: skip)")
+    p.add_argument("--dim", type=int, default=768)
+    p.add_argument("--clusters", type=int, default=2000)
+    p.add_argument("--queries", type=int, default=2048)
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=4, help="timed ScaNN batches")
+    p.add_argument("--exact_repeats", type=int, default=2, help="timed exact batches")
+    p.add_argument("--leaves_to_search", type=int, default=0, help="override (0: from n)")
+    p.add_argument("--reorder_k", type=int, default=0, help="override (0: default)")
+    p.add_argument("--emb_dir", default="", help="encode_corpus output to benchmark as well")
+    p.add_argument("--qa", default="hotpotqa_dev500", help="questions for --emb_dir")
+    p.add_argument("--tmp", default=None, help="where to write the index for byte counts")
+    args = p.parse_args()
+
+    if args.n:
+        db, model = clustered(args.n, args.dim, args.clusters, seed=0)
+        queries, _ = clustered(args.queries, args.dim, args.clusters, 1, model)
+        bench(f"synthetic clustered ({args.clusters} clusters)", db, queries, args)
+        del db
+        gc.collect()
+    if args.emb_dir:
+        import json
+        from searchr1_jax import ASSETS_DIR
+        from searchr1_jax.retrieval.encode_corpus import load_embeddings, read_manifest
+        from searchr1_jax.retrieval.encoder import TextEncoder
+        manifest = read_manifest(args.emb_dir)
+        db = load_embeddings(args.emb_dir).astype(np.float32)
+        with open(os.path.join(ASSETS_DIR, "qa", f"{args.qa}.jsonl")) as f:
+            questions = [json.loads(line)["question"] for line in f]
+        encoder = TextEncoder(manifest["model"], passage_prefix=manifest["prefix"])
+        queries = encoder.encode_queries(questions)
+        bench(f"real: {manifest['model']} embeddings of {args.emb_dir}", db, queries, args)
+
+
+if __name__ == "__main__":
+    main()
