@@ -94,8 +94,9 @@ def evaluate_method(method: str, examples: Sequence[QaExample], generator: Any, 
     if method == "search_r1" and retriever is None:
         raise ValueError("eval method 'search_r1' needs a retriever")
     rows: list[dict[str, Any]] = []
-    n_batches = -(-len(examples) // settings.batch_size)
-    for batch, n_real in tqdm.tqdm(padded_batches(examples, settings.batch_size),
+    batch_size = max(1, min(settings.batch_size, len(examples)))  # no all-padding rows
+    n_batches = -(-len(examples) // batch_size)
+    for batch, n_real in tqdm.tqdm(padded_batches(examples, batch_size),
                                    total=n_batches, desc=f"eval {method} seed {seed}",
                                    unit="batch", disable=not progress):
         texts = method_prompts(method, batch, tokenizer, settings.prompt_style, retriever,
