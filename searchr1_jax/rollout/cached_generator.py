@@ -149,8 +149,9 @@ class CachedGenerator:
         """The sampler's token-level automaton for the stop strings (built once)."""
         if self._stop_table is None:
             from searchr1_jax.sampling import StopTable
-            self._stop_table = StopTable.build(self.tokenizer, self.stop_sequences,
-                                               self.model.cfg.vocab_size)
+            self._stop_table = (
+                StopTable.build(self.tokenizer, self.stop_sequences, self.model.cfg.vocab_size)
+                if self.stop_sequences else StopTable.from_token_bytes((), [b""]))
         return self._stop_table
 
     def cache_len_for(self, longest_prompt: int) -> int:
