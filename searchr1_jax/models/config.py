@@ -41,6 +41,7 @@ class ModelConfig:
     dtype: str = "float32"            # compute dtype
     param_dtype: str = "float32"      # storage dtype of the parameters
     remat: bool = False               # rematerialise each decoder layer (training)
+    attention_query_chunk: int = 1024  # >0: attend in blocks of this many queries (memory)
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None

@@ -82,6 +82,41 @@ def attention_mask(query_pos: jax.Array, key_pos: jax.Array, key_valid: jax.Arra
     return key_valid[:, None, :] & (key_pos[:, None, :] <= query_pos[:, :, None])
 
 
+def dot_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """``softmax(q.k / sqrt(D) masked) . v`` (scores/softmax in fp32).
+
+    q [B,T,K,G,D] (query head ``k*G + g`` uses KV head ``k``), k/v [B,S,K,D], mask bool[B,T,S]
+    -> [B,T,K,G,D] in v's dtype.
+    """
+    scores = jnp.einsum("BTKGD,BSKD->BKGTS", q, k, preferred_element_type=jnp.float32)
+    scores = scores * (q.shape[-1] ** -0.5)
+    scores = jnp.where(mask[:, None, None, :, :], scores, _MASKED)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    return jnp.einsum("BKGTS,BSKD->BTKGD", probs, v)
+
+
+def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
+                      chunk: int) -> jax.Array:
+    """``dot_attention`` over blocks of ``chunk`` queries (``lax.map`` + ``jax.checkpoint``).
+
+    Same result; peak memory ``O(B*N*chunk*S)`` instead of ``O(B*N*T*S)`` in the forward and
+    the backward (each block's probabilities are recomputed, not stored). ``chunk <= 0`` or
+    ``T <= chunk``: one block.
+    """
+    b, t = q.shape[:2]
+    if chunk <= 0 or t <= chunk:
+        return dot_attention(q, k, v, mask)
+    pad = -t % chunk
+    n = (t + pad) // chunk
+    q = jnp.pad(q, ((0, 0), (0, pad)) + ((0, 0),) * 3)
+    mask = jnp.pad(mask, ((0, 0), (0, pad), (0, 0)))
+    q_blocks = jnp.moveaxis(q.reshape(b, n, chunk, *q.shape[2:]), 1, 0)   # [n,B,C,K,G,D]
+    m_blocks = jnp.moveaxis(mask.reshape(b, n, chunk, -1), 1, 0)          # [n,B,C,S]
+    block = jax.checkpoint(lambda qm: dot_attention(qm[0], k, v, qm[1]))
+    out = jax.lax.map(block, (q_blocks, m_blocks))                        # [n,B,C,K,G,D]
+    return jnp.moveaxis(out, 0, 1).reshape(b, n * chunk, *q.shape[2:])[:, :t]
+
+
 # ------------------------------------------------------------------------------------ modules
 class Dense(nnx.Module):
     """``y = einsum(eqn, x, kernel) (+ bias)`` with params cast to the compute dtype."""
@@ -143,6 +178,7 @@ class Attention(nnx.Module):
         self.v_proj = Dense("BTH,HKD->BTKD", (h, k, d), (k, d) if qkv_bias else None, **kw)
         self.o_proj = Dense("BTND,NDH->BTH", (n, d, h), (h,) if cfg.o_proj_bias else None, **kw)
         self.num_kv_heads, self.head_dim, self.dtype = k, d, dtype
+        self.query_chunk = cfg.attention_query_chunk
 
     def __call__(self, x: jax.Array, sin: jax.Array, cos: jax.Array, mask: jax.Array,
                  kv: KV | None = None, layer: int = 0,
@@ -157,12 +193,8 @@ class Attention(nnx.Module):
             kv = write_layer_kv(kv[0], kv[1], layer, slots, k, v)
             k, v = kv[0][layer].astype(self.dtype), kv[1][layer].astype(self.dtype)  # [B,S,K,D]
         q = q.reshape(b, t, self.num_kv_heads, -1, self.head_dim)               # [B,T,K,G,D]
-        scores = jnp.einsum("BTKGD,BSKD->BKGTS", q, k, preferred_element_type=jnp.float32)
-        scores = scores * (self.head_dim ** -0.5)
-        scores = jnp.where(mask[:, None, None, :, :], scores, _MASKED)
-        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum("BKGTS,BSKD->BTKGD", probs, v).reshape(b, t, -1, self.head_dim)
-        return self.o_proj(out), kv
+        out = chunked_attention(q, k, v, mask, self.query_chunk)
+        return self.o_proj(out.reshape(b, t, -1, self.head_dim)), kv
 
 
 class MLP(nnx.Module):

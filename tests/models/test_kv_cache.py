@@ -145,3 +145,14 @@ def test_bf16_cache_and_specs(tiny):
     assert float(jnp.abs(logits - full).max()) < 0.05 * float(jnp.abs(full).max())
     specs = KVCache.partition_specs()
     assert tuple(specs.k) == (None, ("data", "fsdp"), None, "tensor", None)
+
+
+def test_query_chunked_prefill_into_cache(tiny):
+    cfg, model = tiny
+    chunked = Transformer(cfg.replace(attention_query_chunk=3), rngs=nnx.Rngs(0))
+    tokens = jnp.asarray(np.random.RandomState(9).randint(0, cfg.vocab_size, (2, 8)))
+    positions = jnp.tile(jnp.arange(8, dtype=jnp.int32), (2, 1))
+    full = np.asarray(full_forward(model, tokens, positions))
+    logits, _ = cached_step(chunked, tokens, positions, jnp.ones((2, 8), bool),
+                            KVCache.init(cfg, 2, 12), None)
+    assert np.abs(np.asarray(logits) - full).max() <= TOL
