@@ -32,8 +32,9 @@ class RolloutFn(Protocol):
         """-> (RolloutBatch, RolloutInfo) for ``rows`` (QaExample-like: question, answers)."""
 
 
-def _bucket(n: int, multiple: int) -> int:
-    return max(multiple, -(-n // multiple) * multiple)
+def _bucket(n: int, minimum: int) -> int:
+    """Smallest power of two >= max(n, minimum): few distinct shapes, so few compiles."""
+    return max(minimum, 1 << max(0, int(n) - 1).bit_length())
 
 
 def pad_rollout(rb, prompt_width: int, response_width: int):
@@ -65,10 +66,12 @@ class Trainer:
     """Holds actor / critic / reference state and runs RL steps (see module doc)."""
 
     def __init__(self, cfg, actor: nnx.Module, rollout_fn: RolloutFn, data_iter, *,
-                 mesh=None, rules=DECODER_RULES, pad_multiple: int = 64,
-                 reward_fn: Callable[[Any], tuple[np.ndarray, np.ndarray]] | None = None):
+                 mesh=None, rules=DECODER_RULES, min_width: int = 64,
+                 reward_fn: Callable[[Any], tuple[np.ndarray, np.ndarray]] | None = None,
+                 trajectory_path: str | None = None):
         self.cfg, self.rollout_fn, self.data_iter = cfg, rollout_fn, data_iter
-        self.mesh, self.pad_multiple = mesh, pad_multiple
+        self.trajectory_path = trajectory_path
+        self.mesh, self.min_width = mesh, min_width
         self.reward_fn = reward_fn or (lambda info: score_rollouts(info, cfg.rl.reward))
         rl, t = cfg.rl, cfg.train
         self.algo = rl.algo
@@ -178,8 +181,12 @@ class Trainer:
         rb, info = self.rollout_fn(self.actor_model(), rows, group_ids, seed)
         t_rollout = time.perf_counter()
         scores, em = self.reward_fn(info)
-        rb = pad_rollout(rb, _bucket(rb.prompt_tokens.shape[1], self.pad_multiple),
-                         _bucket(rb.response_tokens.shape[1], self.pad_multiple))
+        if self.trajectory_path:
+            from searchr1_jax.rollout.trajectory_log import write_trajectories
+            write_trajectories(self.trajectory_path, info, rewards={"reward": scores, "em": em},
+                               step=self.step_count + 1, group_ids=group_ids)
+        rb = pad_rollout(rb, _bucket(rb.prompt_tokens.shape[1], self.min_width),
+                         _bucket(rb.response_tokens.shape[1], self.min_width))
         zeros = jnp.zeros(rb.response_tokens.shape, jnp.float32)
         base = self._to_device(TrainBatch(
             prompt_tokens=rb.prompt_tokens, prompt_mask=rb.prompt_mask,

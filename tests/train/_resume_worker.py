@@ -26,7 +26,7 @@ def main(out_dir: str, steps: int, algo: str, kill_at: int) -> None:
     cfg.train.actor_warmup_ratio = 0.2  # the schedule must resume at the right count too
     trainer = Trainer(cfg, tiny_model(0, num_layers=1), ScriptedRollout(),
                       BatchIterator(list(range(64)), cfg.data.train_batch_size, seed=0),
-                      reward_fn=hit_reward, pad_multiple=8)
+                      reward_fn=hit_reward, min_width=8)
     def on_step(metrics):
         if int(metrics["step"]) == kill_at:
             os.kill(os.getpid(), signal.SIGTERM)

@@ -27,7 +27,7 @@ def run(algo: str, steps: int, seed: int = 0):
     cfg = tiny_config(algo, steps)
     trainer = Trainer(cfg, tiny_model(seed), ScriptedRollout(),
                       BatchIterator(list(range(64)), cfg.data.train_batch_size, seed=seed),
-                      reward_fn=hit_reward, pad_multiple=8)
+                      reward_fn=hit_reward, min_width=8)
     return [trainer.train_step() for _ in range(steps)]
 
 
