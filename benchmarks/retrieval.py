@@ -45,6 +45,14 @@ def clustered(n: int, dim: int, clusters: int, seed: int, model=None):
     return out, model
 
 
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def recall(approx, exact):
     k = exact.shape[1]
     return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact)]))
@@ -61,8 +69,10 @@ def timed_qps(search, queries, batch: int, repeats: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def bench(name: str, db: np.ndarray, queries: np.ndarray, args) -> dict:
-    from searchr1_jax.retrieval.index import ExactIndex, ScannIndex
+def bench(name: str, holder: list, queries: np.ndarray, args) -> dict:
+    """``holder`` = [db]: the fp32 matrix is popped so it can be freed after the ScaNN build."""
+    from searchr1_jax.retrieval.index import ExactIndex, ScannIndex, load_index
+    db = holder.pop()
     n, dim = db.shape
     print(f"\n== {name}: {n:,} x {dim}, {len(queries)} queries")
     t = time.perf_counter()
@@ -70,7 +80,7 @@ def bench(name: str, db: np.ndarray, queries: np.ndarray, args) -> dict:
                                 ("reorder_k", args.reorder_k)) if v}
     scann = ScannIndex.build(db, params=params)
     build_s = time.perf_counter() - t
-    print(f"ScaNN build {build_s:.1f} s, params {scann.params}")
+    print(f"ScaNN build {build_s:.1f} s, params {scann.params}; RSS {rss_mib():,.0f} MiB")
     fp16 = scann.vectors  # the float16 copy both indexes share
     del db
     gc.collect()
@@ -81,9 +91,25 @@ def bench(name: str, db: np.ndarray, queries: np.ndarray, args) -> dict:
     r3, r3_ah = recall(scann_rows, exact_rows), recall(ah_rows, exact_rows)
     qps_exact = timed_qps(lambda q: exact.search(q, 3), queries, args.batch, args.exact_repeats)
     qps_scann = timed_qps(lambda q: scann.search(q, 3), queries, args.batch, args.repeats)
+    for leaves in args.sweep_leaves:
+        if scann.params["num_leaves"]:
+            old = scann.params["leaves_to_search"]
+            scann.params["leaves_to_search"] = leaves
+            r = recall(scann.search(queries, 3)[0], exact_rows)
+            qps = timed_qps(lambda q: scann.search(q, 3), queries, args.batch, args.repeats)
+            print(f"  leaves_to_search {leaves}: recall@3 {r:.4f}, {qps:,.0f} queries/s")
+            scann.params["leaves_to_search"] = old
     with tempfile.TemporaryDirectory(dir=args.tmp) as d:
         scann.save(d)
         sizes = scann.nbytes(d)
+        del scann, exact
+        gc.collect()
+        before = rss_mib()
+        loaded = load_index(d)  # the float16 vectors are memory-mapped, not read
+        loaded.search(queries[:args.batch], 3)
+        print(f"RSS growth from loading the saved ScaNN index and one search batch: "
+              f"{rss_mib() - before:,.0f} MiB")
+        del loaded
     flat = n * dim * 4
     per_vec_scann, per_vec_fp16 = sizes["scann"] / n, sizes["reorder_vectors"] / n
     row = {"name": name, "n": n, "recall@3": r3, "recall@3_no_reorder": r3_ah,
@@ -113,6 +139,8 @@ def main():
     p.add_argument("--exact_repeats", type=int, default=2, help="timed exact batches")
     p.add_argument("--leaves_to_search", type=int, default=0, help="override (0: from n)")
     p.add_argument("--reorder_k", type=int, default=0, help="override (0: default)")
+    p.add_argument("--sweep_leaves", type=lambda s: [int(x) for x in s.split(",") if x],
+                   default=[], help="extra leaves_to_search settings to report, e.g. 40,80,160")
     p.add_argument("--emb_dir", default="", help="encode_corpus output to benchmark as well")
     p.add_argument("--qa", default="hotpotqa_dev500", help="questions for --emb_dir")
     p.add_argument("--tmp", default=None, help="where to write the index for byte counts")
@@ -121,8 +149,9 @@ def main():
     if args.n:
         db, model = clustered(args.n, args.dim, args.clusters, seed=0)
         queries, _ = clustered(args.queries, args.dim, args.clusters, 1, model)
-        bench(f"synthetic clustered ({args.clusters} clusters)", db, queries, args)
+        holder = [db]
         del db
+        bench(f"synthetic clustered ({args.clusters} clusters)", holder, queries, args)
         gc.collect()
     if args.emb_dir:
         import json
@@ -130,12 +159,12 @@ def main():
         from searchr1_jax.retrieval.encode_corpus import load_embeddings, read_manifest
         from searchr1_jax.retrieval.encoder import TextEncoder
         manifest = read_manifest(args.emb_dir)
-        db = load_embeddings(args.emb_dir).astype(np.float32)
+        holder = [load_embeddings(args.emb_dir).astype(np.float32)]
         with open(os.path.join(ASSETS_DIR, "qa", f"{args.qa}.jsonl")) as f:
             questions = [json.loads(line)["question"] for line in f]
         encoder = TextEncoder(manifest["model"], passage_prefix=manifest["prefix"])
         queries = encoder.encode_queries(questions)
-        bench(f"real: {manifest['model']} embeddings of {args.emb_dir}", db, queries, args)
+        bench(f"real: {manifest['model']} embeddings of {args.emb_dir}", holder, queries, args)
 
 
 if __name__ == "__main__":

@@ -109,9 +109,10 @@ def scann_params(n: int) -> dict:
     return {"num_leaves": num_leaves,
             "leaves_to_search": int(math.ceil(fraction * num_leaves)),
             "training_sample_size": min(n, 250_000),
+            "spherical": True,  # unit vectors: spherical k-means (measured: fewer missed leaves)
             "dims_per_block": 2,
             "anisotropic_threshold": 0.2,
-            "reorder_k": 100}
+            "reorder_k": 40}  # measured: 20..100 give the same recall@3; the leaves decide it
 
 
 class ScannIndex:
@@ -143,7 +144,8 @@ class ScannIndex:
         if params["num_leaves"]:
             builder = builder.tree(num_leaves=params["num_leaves"],
                                    num_leaves_to_search=params["leaves_to_search"],
-                                   training_sample_size=params["training_sample_size"])
+                                   training_sample_size=params["training_sample_size"],
+                                   spherical=params.get("spherical", True))
         builder = builder.score_ah(params["dims_per_block"],
                                    anisotropic_quantization_threshold=params[
                                        "anisotropic_threshold"],
