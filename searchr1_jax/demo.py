@@ -7,7 +7,7 @@ corpus and the embedded mini QA suite:
   3. the same evaluation of the trained actor;
   4. a before/after table (printed; results.{md,json}) and plots (training curves, EM bars).
 
-  python -m searchr1_jax.demo [--config=configs/demo_cpu.py] [--steps=4] [--eval_examples=3]
+  python -m searchr1_jax.demo [--config=configs/demo_cpu.py] [--steps=4] [--eval_examples=2]
       [--out=runs/demo/<timestamp>] [--config.rl.algo=ppo ...]
 
 Every run writes into a fresh directory (the trainer resumes from checkpoints it finds, which
@@ -26,7 +26,7 @@ DEFAULT_CONFIG = os.path.join(REPO, "configs", "demo_cpu.py")
 
 
 def demo_config(config_path: str = DEFAULT_CONFIG, *, steps: int | None = None,
-                eval_examples: int = 3, out_dir: str | None = None,
+                eval_examples: int = 2, out_dir: str | None = None,
                 overrides: dict[str, Any] | None = None):
     """The training config plus the demo's evaluation settings (Search-R1 method, greedy)."""
     from searchr1_jax.config import load_config_file
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--steps", type=int, default=None, help="RL steps (default: the config's)")
-    p.add_argument("--eval_examples", type=int, default=3, help="questions per dataset")
+    p.add_argument("--eval_examples", type=int, default=2, help="questions per dataset")
     p.add_argument("--out", default=None, help="output dir (default runs/demo/<timestamp>)")
     args, rest = p.parse_known_args(argv)
     overrides = {}

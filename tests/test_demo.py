@@ -37,7 +37,8 @@ def test_demo_writes_table_and_plots(tiny_llama_dir, tmp_path):
     result = run_demo(cfg, progress=False)
 
     md = open(os.path.join(out, "results.md")).read()
-    assert "| Method | NQ | TriviaQA | PopQA | HotpotQA | 2wiki | Musique | Bamboogle | Avg. |" in md
+    assert ("| Method | NQ | TriviaQA | PopQA | HotpotQA | 2wiki | Musique | Bamboogle | Avg. |"
+            in md)
     assert "| before |" in md and "| after 2 steps |" in md
     for png in ("training_curves.png", "em_before_after.png"):
         with open(os.path.join(out, png), "rb") as f:

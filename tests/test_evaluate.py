@@ -99,7 +99,8 @@ def test_results_files_and_seeds(examples, answers, tmp_path):
     assert summary["direct"]["nq"]["em_std"] == 0.0  # deterministic scripted model
     paths = write_results(str(tmp_path), rows, summary, with_std=True)
     md = open(paths["md"]).read()
-    assert "| Method | NQ | TriviaQA | PopQA | HotpotQA | 2wiki | Musique | Bamboogle | Avg. |" in md
+    assert ("| Method | NQ | TriviaQA | PopQA | HotpotQA | 2wiki | Musique | Bamboogle | Avg. |"
+            in md)
     assert "| direct | 0.429 ± 0.000 | 1.000 ± 0.000 | 0.000 ± 0.000 |" in md
     lines = open(paths["trajectories"]).read().splitlines()
     assert len(lines) == 2 * 2 * len(examples)

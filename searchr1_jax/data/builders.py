@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from searchr1_jax.data import hub, mini
-from searchr1_jax.data.records import DataError, QaExample, assign_uids, read_qa_file
+from searchr1_jax.data.records import QaExample, assign_uids, read_qa_file
 
 QA_FEATURES = dict(
     id=tfds.features.Text(), question=tfds.features.Text(),

@@ -95,4 +95,5 @@ def encode_prompts(tokenizer: Any, texts: list[str], style: str = "auto") -> lis
     veRL's dataset does); raw text gets the tokenizer's own (e.g. Llama's BOS; none for Qwen).
     """
     add_special = resolve_style(tokenizer, style) == "raw"
-    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=add_special)["input_ids"]]
+    encoded = tokenizer(list(texts), add_special_tokens=add_special)["input_ids"]
+    return [list(ids) for ids in encoded]

@@ -129,7 +129,8 @@ def _question_from_prompt(prompt: Any, where: str) -> str:
     if hasattr(prompt, "tolist"):
         prompt = prompt.tolist()
     if isinstance(prompt, (list, tuple)):
-        users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        users = [m.get("content") for m in prompt
+                 if isinstance(m, dict) and m.get("role") == "user"]
         if not users:
             raise DataError(f"{where}: field 'prompt' has no user message")
         text = users[-1]
@@ -139,7 +140,8 @@ def _question_from_prompt(prompt: Any, where: str) -> str:
         raise DataError(f"{where}: field 'prompt' must be chat messages or a string, got "
                         f"{type(prompt).__name__}")
     if not isinstance(text, str) or "Question:" not in text:
-        raise DataError(f"{where}: field 'prompt' holds no 'Question:' to recover the question from")
+        raise DataError(f"{where}: field 'prompt' holds no 'Question:' to recover the "
+                        "question from")
     return text.rsplit("Question:", 1)[1].strip()
 
 

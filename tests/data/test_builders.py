@@ -97,7 +97,8 @@ def test_mini_corpus(mini_dir):
 
 
 def _searchr1_rows(source, qs):
-    return [{"data_source": source, "prompt": [{"role": "user", "content": f"... Question: {q}?\n"}],
+    return [{"data_source": source,
+             "prompt": [{"role": "user", "content": f"... Question: {q}?\n"}],
              "reward_model": {"style": "rule", "ground_truth": {"target": [f"ans{i}"]}},
              "extra_info": {"split": "train", "index": i}} for i, q in enumerate(qs)]
 

@@ -18,8 +18,8 @@ EXPECTED_NQ = (
     "the answer inside <answer> and </answer>, without detailed illustrations. For example, "
     "<answer> Beijing </answer>. Question: who got the first nobel prize in physics?\n")
 QWEN_LIKE_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
-                      "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
-                      "{% endif %}")
+                      "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}"
+                      "<|im_start|>assistant\n{% endif %}")
 
 
 @pytest.fixture(scope="module")
