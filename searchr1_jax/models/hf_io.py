@@ -6,7 +6,8 @@ and back ``W = kernel.reshape(in, out).T``; biases, norms and the embedding only
 
 Import never builds the fp32 model on one host: the module is created abstractly
 (``nnx.eval_shape``), then each parameter is read from the memory-mapped file, cast and
-``jax.device_put`` straight to its ``NamedSharding`` (from the partition rules) one at a time.
+placed straight into its ``NamedSharding`` (from the partition rules) one at a time
+(``jax.make_array_from_callback``: each host builds only its own shards).
 """
 from __future__ import annotations
 
@@ -132,8 +133,9 @@ def model_from_state_dict(cfg: ModelConfig, get_tensor: Callable[[str], np.ndarr
         bar.update(1)
         if mesh is None:
             return jnp.asarray(value)
-        spec = spec_for(name, value.shape, rules, mesh)
-        return jax.device_put(value, jax.sharding.NamedSharding(mesh, spec))
+        sharding = jax.sharding.NamedSharding(mesh, spec_for(name, value.shape, rules, mesh))
+        # Each process builds only its addressable shards (multi-host safe, no global copy).
+        return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
 
     state = jax.tree_util.tree_map_with_path(load, abstract)
     bar.close()
