@@ -57,6 +57,7 @@ def test_logits_match_transformers(ours, hf_model):
     np.testing.assert_array_equal(np.asarray(logits[0]).argmax(-1), ref.argmax(-1))
 
 
+@pytest.mark.slow  # ~80 s here; tests/sampling covers batched SmolLM2 greedy (also slow)
 def test_greedy_continuation_matches_transformers(ours, hf_model):
     import torch
 

@@ -97,6 +97,7 @@ def test_cache_overflow_is_refused(tiny):
         ours_generate(model, cfg, PROMPTS, 24, cache_len=20)
 
 
+@pytest.mark.slow  # 135M model, both loaders, 30-layer compile: minutes on 2 shared cores
 def test_smollm2_greedy_batch_matches_transformers():
     import os
 

@@ -1,0 +1,146 @@
+"""Decode throughput: our jitted sampler vs transformers ``generate`` on the same model.
+
+    python benchmarks/sampler.py [--model smollm2-135m-instruct] [--batches 1 16] [--new 128]
+
+Same chat-templated NQ questions, greedy, exactly ``--new`` tokens per row (EOS ignored on both
+sides), fp32, one process. Prints tokens/s (prefill + decode, and decode alone for ours), the
+ratio, and the fraction of the memory-bandwidth roofline: bytes a decode step must read
+(every weight once, the tied embedding twice counted once, plus the K/V cache slots attended)
+divided by the measured step time, over a measured ``memcpy`` bandwidth.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+
+def memcpy_bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
+    """Bytes/s moved by ``np.copyto`` (read + write counted), best of ``repeats``."""
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * nbytes / best
+
+
+def chat_prompts(tokenizer, n: int) -> list[list[int]]:
+    from searchr1_jax import ASSETS_DIR
+
+    with open(os.path.join(ASSETS_DIR, "qa", "nq_test1000.jsonl"), encoding="utf-8") as fh:
+        questions = [json.loads(line)["question"] for _, line in zip(range(n), fh)]
+    out = []
+    for q in questions:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": q}],
+                                            add_generation_prompt=True, tokenize=True)
+        out.append(list(ids["input_ids"] if hasattr(ids, "keys") else ids))
+    return out
+
+
+def left_pad(prompts: list[list[int]], pad_id: int):
+    width = max(map(len, prompts))
+    tokens = np.full((len(prompts), width), pad_id, np.int32)
+    mask = np.zeros((len(prompts), width), bool)
+    for i, p in enumerate(prompts):
+        tokens[i, width - len(p):] = p
+        mask[i, width - len(p):] = True
+    return tokens, mask, np.maximum(np.cumsum(mask, 1) - 1, 0).astype(np.int32)
+
+
+def run_ours(model, cfg, prompts, n_new: int, pad_id: int) -> tuple[float, float, int]:
+    """(total seconds, decode seconds, cache slots); compiled beforehand by a warm-up call."""
+    import jax
+
+    from searchr1_jax import sampling
+    from searchr1_jax.models import KVCache
+
+    tokens, mask, positions = left_pad(prompts, pad_id)
+    slots = sampling.bucket_length(tokens.shape[1]) + n_new
+    t0 = time.perf_counter()
+    cache = KVCache.init(cfg, len(prompts), slots)
+    cache, last, last_pos = sampling.prefill(model, cache, tokens, positions, mask)
+    jax.block_until_ready(cache.k)
+    t1 = time.perf_counter()
+    out = sampling.generate(model, cache, last, last_pos, jax.random.key(0),
+                            max_new_tokens=n_new, temperature=0.0, pad_id=pad_id)
+    jax.block_until_ready(out.tokens)
+    t2 = time.perf_counter()
+    assert int(np.asarray(out.lengths).min()) == n_new
+    return t2 - t0, t2 - t1, slots
+
+
+def run_hf(hf_model, prompts, n_new: int, pad_id: int) -> float:
+    import torch
+
+    tokens, mask, _ = left_pad(prompts, pad_id)
+    t = time.perf_counter()
+    with torch.no_grad():
+        out = hf_model.generate(torch.tensor(tokens, dtype=torch.long),
+                                attention_mask=torch.tensor(mask, dtype=torch.long),
+                                max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
+                                pad_token_id=pad_id)
+    dt = time.perf_counter() - t
+    assert out.shape[1] - tokens.shape[1] == n_new
+    return dt
+
+
+def decode_step_bytes(cfg, batch: int, slots: int) -> float:
+    """Weights (fp32, embedding once) + K and V of every attended slot, per decode step."""
+    h, f, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+    q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    per_layer = h * q + 2 * h * kv + q * h + 3 * h * f + 2 * h
+    weights = L * per_layer + cfg.vocab_size * h * (1 if cfg.tie_word_embeddings else 2) + h
+    cache = 2 * L * batch * slots * kv
+    return 4.0 * (weights + cache)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--new", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from searchr1_jax.models import load_model, resolve_model
+
+    model, tokenizer, cfg = load_model(args.model)
+    source = resolve_model(args.model)
+    if source.kind == "gguf":
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            os.path.dirname(source.path), gguf_file=os.path.basename(source.path),
+            dtype=torch.float32).eval()
+    else:
+        hf_model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32).eval()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    bandwidth = memcpy_bandwidth()
+    print(f"model {args.model}  fp32  torch threads {torch.get_num_threads()}  "
+          f"cpus {os.cpu_count()}  memcpy {bandwidth / 1e9:.1f} GB/s")
+    print(f"{'batch':>5} {'ours tok/s':>11} {'ours decode':>12} {'hf tok/s':>9} {'ratio':>6} "
+          f"{'ms/step':>8} {'GB/step':>8} {'roofline':>9}")
+    for batch in args.batches:
+        prompts = chat_prompts(tokenizer, batch)
+        run_ours(model, cfg, prompts, args.new, pad_id)            # compile
+        run_hf(hf_model, prompts[:1], 4, pad_id)                    # warm torch
+        ours = [run_ours(model, cfg, prompts, args.new, pad_id) for _ in range(args.repeats)]
+        total, decode, slots = min(ours)
+        hf = min(run_hf(hf_model, prompts, args.new, pad_id) for _ in range(args.repeats))
+        n_tok = batch * args.new
+        step = decode / args.new
+        nbytes = decode_step_bytes(cfg, batch, slots)
+        print(f"{batch:>5} {n_tok / total:>11.1f} {n_tok / decode:>12.1f} {n_tok / hf:>9.1f} "
+              f"{hf / total:>6.2f} {1e3 * step:>8.2f} {nbytes / 1e9:>8.3f} "
+              f"{nbytes / step / bandwidth:>9.1%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
