@@ -117,3 +117,21 @@ def test_export_writes_tokenizer_files(tmp_path):
     again = type(tok).from_pretrained(out)
     text = "who wrote the origin of species?"
     assert again(text)["input_ids"] == tok(text)["input_ids"]
+
+
+@pytest.mark.slow
+def test_real_smollm2_export_loads_in_transformers(tmp_path):
+    """The shipped SmolLM2-135M (GGUF, dequantised) exported to HF and re-run by transformers."""
+    from transformers import AutoModelForCausalLM
+    from searchr1_jax.models import load_model
+    model, tokenizer, cfg = load_model("smollm2-135m-instruct")
+    out = export_hf(model, cfg, str(tmp_path / "smollm2"), tokenizer=tokenizer)
+    hf = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    ids = np.asarray([tokenizer("Question: who wrote the origin of species? Answer:")["input_ids"]],
+                     np.int32)
+    positions = np.arange(ids.shape[1], dtype=np.int32)[None]
+    ours = np.asarray(model(jnp.asarray(ids), jnp.asarray(positions))[0])
+    diff = float(np.abs(hf_logits(hf, ids) - ours).max())
+    print(f"[smollm2 export] max |ours - HF(exported)| = {diff:.2e}")
+    assert diff <= 1e-3 * max(1.0, float(np.abs(ours).max()))
+    assert int(np.argmax(ours[0, -1])) == int(np.argmax(hf_logits(hf, ids)[0, -1]))
