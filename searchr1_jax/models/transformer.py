@@ -157,7 +157,9 @@ class Embed(nnx.Module):
         self.embedding = nnx.Param(_init(rngs.params(), (vocab, hidden), param_dtype))
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
-        return jnp.take(self.embedding[...], tokens, axis=0).astype(self.dtype)
+        # "clip": an out-of-range pad id (e.g. -1) must not turn into NaN, which would leak
+        # into real rows through 0 * NaN in the attention of masked keys.
+        return jnp.take(self.embedding[...], tokens, axis=0, mode="clip").astype(self.dtype)
 
     def attend(self, hidden: jax.Array) -> jax.Array:
         """``logits = einsum("BTH,VH->BTV")`` in fp32."""
@@ -279,8 +281,11 @@ class Transformer(nnx.Module):
 
     def lm_head(self, hidden: jax.Array) -> jax.Array:
         """hidden [B,T,H] -> float32 logits [B,T,V]."""
-        if self.lm_head_proj is None:
+        if self.cfg.tie_word_embeddings:
             return self.embed.attend(hidden)
+        if self.lm_head_proj is None:
+            raise ValueError("this model's untied lm_head_proj was removed (a critic backbone?); "
+                             "it cannot produce logits")
         kernel = self.lm_head_proj.kernel[...].astype(self.lm_head_proj.dtype)
         return jnp.einsum("BTH,HV->BTV", hidden.astype(kernel.dtype), kernel,
                           preferred_element_type=jnp.float32)

@@ -75,6 +75,10 @@ def test_right_padded_batch_ignores_pad_tokens(tmp_path):
     a, _ = model(jnp.asarray(tokens), jnp.asarray(positions), jnp.asarray(mask))
     b, _ = model(jnp.asarray(tokens_changed), jnp.asarray(positions), jnp.asarray(mask))
     np.testing.assert_array_equal(np.asarray(a)[1, :6], np.asarray(b)[1, :6])
+    tokens_changed[1, 6:] = -1  # out-of-range pad ids are harmless too (no NaN leaks)
+    c, _ = model(jnp.asarray(tokens_changed), jnp.asarray(positions), jnp.asarray(mask))
+    np.testing.assert_allclose(np.asarray(c)[1, :6], np.asarray(a)[1, :6], atol=1e-6)
+    assert np.isfinite(np.asarray(c)).all()
     ref = hf_logits(hf, tokens[1:, :6])[0]
     assert np.abs(np.asarray(a)[1, :6] - ref).max() <= TOL
 
