@@ -28,6 +28,7 @@ from searchr1_jax.models.kv_cache import KVCache, write_layer_kv
 _MASKED = float(np.finfo(np.float32).min)  # finite: a row with no visible key stays NaN-free
 _init = nnx.initializers.normal(stddev=0.02)
 KV = tuple[jax.Array, jax.Array]
+_ModuleList = getattr(nnx, "List", list)  # flax >= 0.12 needs nnx.List; older takes a list
 
 
 # --------------------------------------------------------------------------------------- RoPE
@@ -243,8 +244,8 @@ class Transformer(nnx.Module):
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.cfg = cfg
         self.embed = Embed(cfg.vocab_size, cfg.hidden_size, rngs=rngs, **kw)
-        self.layers = nnx.List([DecoderLayer(cfg, rngs=rngs, **kw)
-                                for _ in range(cfg.num_layers)])
+        self.layers = _ModuleList([DecoderLayer(cfg, rngs=rngs, **kw)
+                                   for _ in range(cfg.num_layers)])
         self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **kw)
         self.lm_head_proj = None if cfg.tie_word_embeddings else Dense(
             "BTH,HV->BTV", (cfg.hidden_size, cfg.vocab_size), None, rngs=rngs, **kw)
