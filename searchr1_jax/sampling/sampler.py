@@ -76,6 +76,13 @@ def prefill(model: nnx.Module, cache, tokens, positions, token_mask, *, min_buck
     if empty.size:
         raise ValueError(f"prefill: row {int(empty[0])} has no real token (token_mask all False)")
     b, t = tokens.shape
+    last_col = t - 1 - np.argmax(token_mask[:, ::-1].astype(bool), axis=1)
+    over = np.flatnonzero(np.asarray(cache.end) + last_col + 1 > cache.max_len)
+    if over.size:
+        r = int(over[0])
+        raise ValueError(f"prefill: row {r} needs {int(last_col[r]) + 1} slots after its cache "
+                         f"end {int(np.asarray(cache.end)[r])}, but the cache has "
+                         f"{cache.max_len} slots")
     width = bucket_length(t, min_bucket)
     pad = ((0, 0), (0, width - t))
     graphdef, params = nnx.split(model)

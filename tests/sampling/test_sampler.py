@@ -95,6 +95,8 @@ def test_cache_overflow_is_refused(tiny):
     _, model, cfg = tiny
     with pytest.raises(ValueError, match="exceeds the cache"):
         ours_generate(model, cfg, PROMPTS, 24, cache_len=20)
+    with pytest.raises(ValueError, match="prefill: row 0 needs 12 slots"):
+        ours_generate(model, cfg, PROMPTS, 24, cache_len=10)
 
 
 @pytest.mark.slow  # 135M model, both loaders, 30-layer compile: minutes on 2 shared cores
