@@ -1,6 +1,7 @@
 """Evaluate a model on QA datasets with the paper's methods; print and save a Table-2 table.
 
   python -m searchr1_jax.evaluate --config=configs/eval_mini.py [--checkpoint=DIR|FILE.gguf]
+  python -m searchr1_jax.evaluate --config=configs/demo_cpu.py --checkpoint=runs/demo_cpu
       [--methods=direct,cot,rag,search_r1] [--seeds=3] [--out=runs/eval]
       [--config.data.max_eval_examples=50]
 
@@ -33,6 +34,39 @@ def check_eval_config(cfg) -> None:
                           "so seeds > 1 needs eval.greedy = False")
 
 
+def is_run_dir(path: str) -> bool:
+    """A training output directory (``<dir>/checkpoints/<step>/``) rather than a model."""
+    return os.path.isdir(os.path.join(path, "checkpoints"))
+
+
+def model_from_run(cfg, run_dir: str, retriever: Any = None) -> tuple[Any, Any, Any]:
+    """The actor of the latest checkpoint of a training run (``cfg`` = its training config).
+
+    Builds the run's trainer (model, data, retriever) and restores the checkpoint into it, so
+    the parameters are exactly the trained ones; returns ``(model, tokenizer, retriever)``.
+    """
+    import ml_collections
+
+    from searchr1_jax.train.build import build_trainer
+    from searchr1_jax.train.checkpoint import CheckpointManager
+    from searchr1_jax.train.loop import restore_if_any
+
+    run_cfg = ml_collections.ConfigDict(cfg.to_dict())
+    run_cfg.output.dir = run_dir
+    validate(run_cfg)
+    trainer = build_trainer(run_cfg)
+    manager = CheckpointManager(os.path.join(run_dir, "checkpoints"), async_save=False)
+    try:
+        step = restore_if_any(trainer, manager)
+    finally:
+        manager.close()
+    if step is None:
+        raise FileNotFoundError(f"{run_dir}/checkpoints: no checkpoint to evaluate")
+    print(f"[evaluate] {run_dir}: restored step {step}")
+    rollout = trainer.rollout_fn
+    return trainer.actor_model(), rollout.tokenizer, retriever or rollout.retriever
+
+
 def run_evaluation(cfg, *, checkpoint: str | None = None, model: Any = None,
                    tokenizer: Any = None, retriever: Any = None, examples=None,
                    progress: bool = True) -> tuple[dict, dict[str, str], list[dict]]:
@@ -48,7 +82,9 @@ def run_evaluation(cfg, *, checkpoint: str | None = None, model: Any = None,
         examples = load_examples(cfg.data.eval, cfg.data.data_dir or None,
                                  cfg.data.manual_dir or None, sources,
                                  cfg.data.max_eval_examples)
-    if model is None:
+    if model is None and checkpoint and is_run_dir(checkpoint):
+        model, tokenizer, retriever = model_from_run(cfg, checkpoint, retriever)
+    elif model is None:
         from searchr1_jax.models import load_model
         model, tokenizer, _ = load_model(checkpoint or cfg.model.name, dtype=cfg.model.dtype,
                                          param_dtype=cfg.model.param_dtype)
@@ -90,8 +126,9 @@ def _define_flags():
     from ml_collections import config_flags
 
     config_flags.DEFINE_config_file("config", "configs/eval_mini.py", "config file")
-    flags.DEFINE_string("checkpoint", "", "HF directory, .gguf file or model name "
-                        "(default: the config's model.name)")
+    flags.DEFINE_string("checkpoint", "", "a training run directory (its latest checkpoint; "
+                        "--config must be its training config), an HF directory, a .gguf file "
+                        "or a model name (default: the config's model.name)")
     flags.DEFINE_string("methods", "", "comma list: direct,cot,rag,search_r1")
     flags.DEFINE_integer("seeds", 0, "seeds for mean and spread (samples; implies greedy=False)")
     flags.DEFINE_string("out", "", "output directory (default: {output.dir}/eval)")

@@ -33,6 +33,9 @@ def test_demo_writes_table_and_plots(tiny_llama_dir, tmp_path):
     cfg = demo_config(steps=2, eval_examples=1, out_dir=out,
                       overrides={"model.name": tiny_llama_dir, "rollout.max_response_length": 16,
                                  "rollout.max_obs_length": 32, "rollout.max_turns": 1,
+                                 # 8 rows per micro-batch: one per fake device
+                                 "data.train_batch_size": 2, "rl.n_samples": 4,
+                                 "train.mini_batch_size": 2, "train.micro_batch_size": 8,
                                  "data.data_dir": str(tmp_path / "tfds")})
     result = run_demo(cfg, progress=False)
 
@@ -50,6 +53,14 @@ def test_demo_writes_table_and_plots(tiny_llama_dir, tmp_path):
         assert len(rows) == 7 and len({r["data_source"] for r in rows}) == 7  # none dropped
         assert result[tag]["search_r1"]["avg"]["n"] == 7
     assert len(result["history"]) == 2
+
+    # The saved checkpoint evaluates to exactly the demo's "after" rows (restore + greedy).
+    from searchr1_jax.evaluate import run_evaluation
+    cfg.eval.out_dir = os.path.join(out, "eval_restored")
+    summary, _, rows = run_evaluation(cfg, checkpoint=out, progress=False)
+    after = [json.loads(x) for x in open(os.path.join(out, "eval_after", "trajectories.jsonl"))]
+    assert [r["response"] for r in rows] == [r["response"] for r in after]
+    assert summary == result["after"]
 
 
 def test_demo_refuses_a_used_output_dir(tmp_path):
