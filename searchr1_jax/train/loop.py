@@ -3,26 +3,24 @@
   * resume: if ``<output.dir>/checkpoints`` holds a checkpoint, params, optimizer states,
     the RL step and the data position are restored first (the rollout seed is a function of
     the step, so the run continues exactly as if never stopped);
-  * every step appends one JSON line of metrics to ``<output.dir>/metrics.jsonl`` and updates
-    a tqdm bar;
+  * every step's metrics go to ``<output.dir>/metrics.jsonl`` and TensorBoard
+    (``train/metrics.py``'s ``MetricsLogger``), collapse monitors watch entropy / valid format /
+    length, a ``NonFiniteCounter`` stops a run whose updates keep being skipped, and a tqdm bar
+    shows reward, KL and tokens/s;
   * a checkpoint is saved every ``train.checkpoint_every`` steps, at the end, and when SIGTERM /
     SIGINT arrives (after the step in flight finishes), then the loop exits.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-from typing import Any, Callable
+from typing import Callable
 
 from searchr1_jax.train.checkpoint import CheckpointManager, PreemptionFlag
+from searchr1_jax.train.metrics import CollapseMonitor, MetricsLogger, NonFiniteCounter
 from searchr1_jax.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
-
-
-def _json_ready(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: (float(v) if hasattr(v, "__float__") else v) for k, v in metrics.items()}
 
 
 def restore_if_any(trainer: Trainer, manager: CheckpointManager) -> int | None:
@@ -48,17 +46,22 @@ def run(trainer: Trainer, cfg, *, steps: int | None = None,
                                 keep=int(cfg.train.keep_checkpoints),
                                 async_save=bool(cfg.train.async_checkpoint))
     history: list[dict[str, float]] = []
+    logger = MetricsLogger(out_dir)
+    monitor, guard = CollapseMonitor(), NonFiniteCounter()
     try:
         restore_if_any(trainer, manager)
         every = max(1, int(cfg.train.checkpoint_every))
         bar = tqdm(total=steps, initial=trainer.step_count, desc=f"{cfg.rl.algo} steps",
                    disable=not progress, dynamic_ncols=True)
-        with PreemptionFlag() as flag, open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
+        with PreemptionFlag() as flag:
             while trainer.step_count < steps:
                 metrics = trainer.train_step()
+                guard.record(trainer.step_count, metrics.get("actor/update_skipped", 0.0) == 0.0,
+                             "actor update")
+                metrics.update(guard.metrics())
                 history.append(metrics)
-                f.write(json.dumps(_json_ready(metrics)) + "\n")
-                f.flush()
+                logger.log(trainer.step_count, metrics)
+                monitor.update(trainer.step_count, metrics)
                 if on_step is not None:
                     on_step(metrics)
                 bar.update(1)
@@ -78,4 +81,5 @@ def run(trainer: Trainer, cfg, *, steps: int | None = None,
         bar.close()
     finally:
         manager.close()
+        logger.close()
     return history

@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from searchr1_jax.parallel import BATCH_AXES, tree_shardings
 from searchr1_jax.train import losses
 from searchr1_jax.train.logprobs import policy_logprobs, response_hidden
+from searchr1_jax.train.metrics import keep_if_finite
 from searchr1_jax.train.state import TrainBatch, TrainState
 
 LossFn = Callable[[Any, TrainBatch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
@@ -49,10 +50,6 @@ def _constrain_rows(tree: Any, mesh: Mesh | None) -> Any:
         return jax.lax.with_sharding_constraint(
             x, NamedSharding(mesh, P(BATCH_AXES, *([None] * (x.ndim - 1)))))
     return jax.tree.map(one, tree)
-
-
-def _tree_where(pred: jax.Array, a: Any, b: Any) -> Any:
-    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
 def accumulate_grads(loss_fn: LossFn, total_fn: Callable[[TrainBatch], jax.Array], params: Any,
@@ -94,8 +91,8 @@ def apply_update(state: TrainState, grads: Any, loss: jax.Array,
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     new_state = TrainState(
         step=state.step + 1,
-        params=_tree_where(finite, params, state.params),
-        opt_state=_tree_where(finite, opt_state, state.opt_state),
+        params=keep_if_finite(finite, params, state.params),
+        opt_state=keep_if_finite(finite, opt_state, state.opt_state),
         skipped=state.skipped + (~finite).astype(jnp.int32))
     return new_state, {"grad_norm": grad_norm, "update_skipped": (~finite).astype(jnp.float32)}
 
@@ -136,20 +133,26 @@ def batch_shardings(batch: TrainBatch, mesh: Mesh) -> Any:
 
 # ---------------------------------------------------------------- actor / critic loss functions
 def actor_loss_fn(graphdef: nnx.GraphDef, rest: Any, rl_cfg, *, chunk: int = 128,
-                  temperature: float = 1.0) -> LossFn:
-    """``loss_fn`` for ``make_update_fn``: the actor's PPO-clip + entropy (+ KL loss) objective."""
+                  temperature: float = 1.0, on_policy: bool = False) -> LossFn:
+    """``loss_fn`` for ``make_update_fn``: the actor's PPO-clip + entropy (+ KL loss) objective.
+
+    ``on_policy``: the step makes a single update, so the "old" policy is the current one and
+    ``old_logp = stop_gradient(logp)`` (ratio 1) replaces ``batch.old_logprobs``; this saves
+    the separate old-log-prob forward pass and is the same objective value and gradient.
+    """
 
     def loss_fn(params, mb: TrainBatch, total):
         model = nnx.merge(graphdef, params, rest)
         logp, entropy = policy_logprobs(model, mb.prompt_tokens, mb.prompt_mask,
                                         mb.response_tokens, mb.response_mask, chunk=chunk,
                                         with_entropy=True, temperature=temperature)
+        old_logp = jax.lax.stop_gradient(logp) if on_policy else mb.old_logprobs
         mask = mb.loss_mask if rl_cfg.mask_retrieved_tokens else mb.response_mask
         w = losses.agg_weights(mask, rl_cfg.loss_agg)
         # veRL's rule: KL is a loss term iff use_kl_loss, otherwise it goes into the reward.
         use_kl = bool(rl_cfg.use_kl_loss)
         return losses.actor_loss(
-            logp, entropy, mb.old_logprobs, mb.ref_logprobs, mb.advantages, w, total,
+            logp, entropy, old_logp, mb.ref_logprobs, mb.advantages, w, total,
             clip_ratio=rl_cfg.clip_ratio, entropy_coef=rl_cfg.entropy_coef,
             kl_coef=rl_cfg.kl_coef, kl_kind=rl_cfg.kl_kind, use_kl_loss=use_kl)
     return loss_fn
@@ -193,7 +196,7 @@ def make_forward_fn(graphdef: nnx.GraphDef, rest: Any, n_micro: int, *, kind: st
     """``fn(params, prompt_tokens, prompt_mask, response_tokens, response_mask) -> [B, R]``.
 
     kind ``"logprobs"`` (a Transformer's response log-probs) or ``"values"`` (a Critic's
-    values). Runs ``n_micro`` micro-batches one after another (``lax.map``) to bound memory;
+    values). Runs ``n_micro`` micro-batches one after another (``lax.scan``) to bound memory;
     parameters are frozen (``stop_gradient``), as for the reference model and old log-probs.
     """
     if kind not in ("logprobs", "values"):
@@ -201,17 +204,19 @@ def make_forward_fn(graphdef: nnx.GraphDef, rest: Any, n_micro: int, *, kind: st
 
     def fn(params, prompt_tokens, prompt_mask, response_tokens, response_mask):
         params = jax.lax.stop_gradient(params)
-        module = nnx.merge(graphdef, params, rest)
         rows = (prompt_tokens, prompt_mask, response_tokens, response_mask)
         micro = jax.tree.map(lambda x: split_micro(x, n_micro), rows)
 
-        def one(mb):
+        def one(carried, mb):
+            # The params ride in the scan carry and the module is merged inside the body:
+            # nnx transforms inside the model (remat) refuse variables of an outer trace.
+            module = nnx.merge(graphdef, carried, rest)
             mb = _constrain_rows(mb, mesh)
             if kind == "values":
-                return module.values(*mb)
-            return policy_logprobs(module, *mb, chunk=chunk, with_entropy=False,
-                                   temperature=temperature)[0]
-        out = jax.lax.map(one, micro)  # [n_micro, M/n_micro, R]
+                return carried, module.values(*mb)
+            return carried, policy_logprobs(module, *mb, chunk=chunk, with_entropy=False,
+                                            temperature=temperature)[0]
+        _, out = jax.lax.scan(one, params, micro)  # [n_micro, M/n_micro, R]
         return jnp.swapaxes(out, 0, 1).reshape(prompt_tokens.shape[0], -1)
     return jax.jit(fn) if jit else fn
 

@@ -90,8 +90,14 @@ class Trainer:
             updates_per_step=self.updates_per_step, weight_decay=float(t.weight_decay),
             grad_clip=float(t.grad_clip))
         self.actor_state, actor_sh = self._init_state(params, self.actor_tx, rules)
+        # One update per step: old policy == current policy, so the old log-probs need no
+        # forward pass of their own unless the KL-in-reward needs them before the update.
+        self.on_policy = self.updates_per_step == 1
+        kl_in_reward = (not rl.use_kl_loss) and rl.kl_coef > 0
+        self.need_old_logprobs = not self.on_policy or kl_in_reward
         self.actor_update = step_lib.make_update_fn(
-            step_lib.actor_loss_fn(self.graphdef, self.rest, rl, temperature=temperature),
+            step_lib.actor_loss_fn(self.graphdef, self.rest, rl, temperature=temperature,
+                                   on_policy=self.on_policy),
             step_lib.actor_total_fn(rl), self.actor_tx, n_micro, mesh=mesh,
             state_shardings=actor_sh)
         self.logp_fn = step_lib.make_forward_fn(self.graphdef, self.rest, n_micro,
@@ -194,7 +200,7 @@ class Trainer:
             loss_mask=rb.loss_mask, old_logprobs=zeros, ref_logprobs=zeros, advantages=zeros,
             returns=zeros, old_values=zeros))
         fields = (base.prompt_tokens, base.prompt_mask, base.response_tokens, base.response_mask)
-        old = self.logp_fn(self.actor_state.params, *fields)
+        old = self.logp_fn(self.actor_state.params, *fields) if self.need_old_logprobs else zeros
         ref = self.logp_fn(self.ref_params, *fields) if self.ref_params is not None else old
         values = (self.values_fn(self.critic_state.params, *fields)
                   if self.algo == "ppo" else zeros)

@@ -127,3 +127,21 @@ def test_optimizer_is_clipped_adamw():
     want_w = np.array([3.0, -4.0]) - 0.1 * (step + 0.01 * np.array([3.0, -4.0]))
     np.testing.assert_allclose(np.asarray(new["w"]), want_w, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(new["b"]), [0.5 - 0.1 * 0.01 * 0.5], rtol=1e-6)
+
+
+def test_on_policy_shortcut_equals_recomputed_old_logprobs():
+    """A single-update step may use stop_gradient(logp) as old log-probs: same loss and grads
+    as feeding the separately computed old log-probs (veRL's recompute)."""
+    rl = _rl()
+    graphdef, params, rest = split_params(tiny_model(9, num_layers=1))
+    b = random_batch(9, rows=8)
+    fwd = step_lib.make_forward_fn(graphdef, rest, 2, kind="logprobs")
+    b = b.replace(old_logprobs=fwd(params, b.prompt_tokens, b.prompt_mask, b.response_tokens,
+                                   b.response_mask))
+    total_fn = step_lib.actor_total_fn(rl)
+    run = lambda on: jax.jit(lambda p: step_lib.accumulate_grads(  # noqa: E731
+        step_lib.actor_loss_fn(graphdef, rest, rl, on_policy=on), total_fn, p, b, 2))(params)
+    (g_on, l_on, m_on), (g_off, l_off, m_off) = run(True), run(False)
+    assert abs(float(l_on) - float(l_off)) < 1e-6
+    assert tree_max_abs_diff(g_on, g_off) < 1e-6
+    assert abs(float(m_off["actor/approx_kl"])) < 1e-6 and float(m_on["actor/clipfrac"]) == 0.0
