@@ -60,4 +60,7 @@ def test_full_corpus_recall(minilm_encoder, hotpot_store, hotpot_qa):
     any5, rec5 = recall_at(hits, hotpot_qa, 5)
     print(f"MiniLM exact, full corpus: any-gold@3 {any3:.3f} @5 {any5:.3f}; "
           f"recall@3 {rec3:.3f} @5 {rec5:.3f}")
-    assert any5 >= 0.0 and rec3 >= 0.0
+    # Measured (build_index embeddings, same model): 0.950 / 0.972 / 0.715 / 0.794; BM25 on the
+    # same data: 0.918 / 0.954 / 0.664 / 0.754.
+    assert any3 >= 0.93 and any5 >= 0.955
+    assert rec3 >= 0.69 and rec5 >= 0.77
