@@ -32,7 +32,7 @@ def collect_rollouts(generator: TurnGenerator, tokenizer: Any, retriever: Retrie
                      questions: Sequence[str] | None = None,
                      golden_answers: Sequence[Sequence[str]] | None = None,
                      data_source: Sequence[str] | None = None,
-                     seed: int = 0, pipeline_groups: int = 1
+                     seed: int = 0, pipeline_groups: int = 1, progress: bool = False
                      ) -> tuple[RolloutBatch, RolloutInfo]:
     """Runs every prompt's episode; rows keep the order of ``prompts``."""
     n = len(prompts)
@@ -46,7 +46,7 @@ def collect_rollouts(generator: TurnGenerator, tokenizer: Any, retriever: Retrie
 
     def run(g: int):
         return run_episodes(generator, tokenizer, retriever, [prompts[i] for i in parts[g]],
-                            settings, seed=seed * 1_000_003 + g)
+                            settings, seed=seed * 1_000_003 + g, progress=progress and g == 0)
 
     if len(parts) == 1:
         results = [run(0)]

@@ -25,6 +25,7 @@ import logging
 from typing import Any, Sequence
 
 import numpy as np
+import tqdm
 
 from searchr1_jax.rollout import observations, parsing, search_step, tokens as tok
 from searchr1_jax.rollout.batch import (GENERATED, OBSERVATION, RolloutInfo, Segment,
@@ -49,9 +50,12 @@ class EpisodeSettings:
     def from_config(cls, cfg: Any) -> "EpisodeSettings":
         """From a full config (``rollout`` and ``retrieval`` sections)."""
         r, q = cfg.rollout, cfg.retrieval
+        # The HTTP client already times out each of its (1 + retries) attempts after
+        # timeout_s; the rollout's own guard must not cut those retries short.
         return cls(max_turns=r.max_turns, max_obs_length=r.max_obs_length,
                    max_prompt_length=r.max_prompt_length, topk=q.topk,
-                   retrieval_timeout_s=float(q.timeout_s), on_error=q.on_error)
+                   retrieval_timeout_s=float(q.timeout_s) * (1 + int(q.get("retries", 0))) + 1.0,
+                   on_error=q.on_error)
 
 
 @dataclasses.dataclass
@@ -80,14 +84,17 @@ def check_prompts(prompts: Sequence[Sequence[int]], max_prompt_length: int) -> N
 
 
 def run_episodes(generator: TurnGenerator, tokenizer: Any, retriever: search_step.Retriever,
-                 prompts: Sequence[Sequence[int]], settings: EpisodeSettings, *, seed: int = 0
-                 ) -> tuple[list[list[Segment]], RolloutInfo]:
+                 prompts: Sequence[Sequence[int]], settings: EpisodeSettings, *, seed: int = 0,
+                 progress: bool = False) -> tuple[list[list[Segment]], RolloutInfo]:
     """Runs one batch of episodes to the end; returns each row's response segments and info."""
     check_prompts(prompts, settings.max_prompt_length)
     rows = [_Row(prompt=list(p)) for p in prompts]
     state = generator.start([r.prompt for r in rows], seed)
+    bar = tqdm.tqdm(total=settings.max_turns + 1, desc="rollout turns", unit="turn",
+                    disable=not progress, leave=False)
     for turn in range(settings.max_turns + 1):
         live = np.array([not r.done for r in rows])
+        bar.set_postfix(live_rows=int(live.sum()))
         if not live.any():
             break
         final = turn == settings.max_turns
@@ -125,6 +132,8 @@ def run_episodes(generator: TurnGenerator, tokenizer: Any, retriever: search_ste
                                     settings, final)
         if not final:
             state = generator.extend(state, chunks, drop)
+        bar.update()
+    bar.close()
     return [r.segments for r in rows], _info(rows, tokenizer)
 
 
