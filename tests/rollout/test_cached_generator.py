@@ -95,3 +95,22 @@ def test_bad_drop_and_overflow_are_clear(model):
         gen.extend(state, [list(range(2, 22))], np.array([0]))
     with pytest.raises(ValueError, match="prompt lengths"):
         gen.start([[]], seed=0)
+
+
+def test_cache_sizing_from_episode_budgets():
+    from searchr1_jax.config import load_config_file
+    from searchr1_jax.rollout import EpisodeSettings
+    cfg = load_config_file("configs/base.py")
+    ep = EpisodeSettings.from_config(cfg)
+    assert (ep.max_turns, ep.max_obs_length, ep.max_prompt_length, ep.topk) == (4, 500, 4096, 3)
+    assert ep.retrieval_timeout_s == 30.0 * 4 + 1.0          # covers the client's 3 retries
+    gen = CachedGenerator(None, cache_len=None, episode=ep, max_new_tokens=500, eos_ids=[],
+                          stop_sequences=())
+    # 200 + 4 * (500 + 500) = 4200 > 4096: the context cap binds; + one turn of 500.
+    assert gen.cache_len_for(200) == 4096 + 500
+    short = EpisodeSettings(max_turns=2, max_obs_length=100, max_prompt_length=4096)
+    gen = CachedGenerator(None, cache_len=None, episode=short, max_new_tokens=50, eos_ids=[],
+                          stop_sequences=())
+    assert gen.cache_len_for(100) == bucket(100 + 2 * 150 + 50, 64) == 512
+    with pytest.raises(ValueError, match="stop_sequences need tokenizer"):
+        CachedGenerator(None, cache_len=8, max_new_tokens=4, eos_ids=[])
