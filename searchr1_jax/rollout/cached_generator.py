@@ -77,7 +77,7 @@ class CachedGenerator:
                  eos_ids: Sequence[int], temperature: float = 1.0, top_p: float = 1.0,
                  top_k: int = 0, stop_sequences: Sequence[str] = ("</search>", "</answer>"),
                  cache_dtype: Any = None, episode: Any = None, tokenizer: Any = None,
-                 pad_id: int = 0):
+                 pad_id: int = 0, stop_table: Any = None):
         """``cache_len=None`` sizes the cache per batch from ``episode`` (``EpisodeSettings``):
         ``bucket(min(max_prompt_length, longest prompt + max_turns * (R + max_obs_length))
         + R)`` with ``R = max_new_tokens``: the most any row can hold, far less than
@@ -85,10 +85,11 @@ class CachedGenerator:
         rollout's memory)."""
         if cache_len is None and episode is None:
             raise ValueError("CachedGenerator: pass cache_len or episode (EpisodeSettings)")
-        if stop_sequences and tokenizer is None:
+        if stop_sequences and tokenizer is None and stop_table is None:
             raise ValueError("CachedGenerator: stop_sequences need tokenizer= (the sampler "
-                             "matches them on token ids through a StopTable built once)")
-        self.tokenizer, self.pad_id, self._stop_table = tokenizer, int(pad_id), None
+                             "matches them on token ids through a StopTable built once) or a "
+                             "prebuilt stop_table=")
+        self.tokenizer, self.pad_id, self._stop_table = tokenizer, int(pad_id), stop_table
         self.model, self.max_new_tokens = model, max_new_tokens
         self.cache_len, self.episode = (None if cache_len is None else int(cache_len)), episode
         self.eos_ids, self.stop_sequences = tuple(int(e) for e in eos_ids), list(stop_sequences)

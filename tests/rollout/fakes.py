@@ -47,8 +47,10 @@ class FakeTokenizer:
             if t in (PAD, EOS):
                 if not skip_special_tokens:
                     out.append("<eos>" if t == EOS else "<pad>")
-            elif t < _CHAR_BASE:
+            elif t < 2 + len(PIECES):
                 out.append(PIECES[t - 2])
+            elif t < _CHAR_BASE:
+                continue   # unused ids (a model's padded vocabulary) add no text
             else:
                 out.append(chr(t - _CHAR_BASE))
         return "".join(out)
