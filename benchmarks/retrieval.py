@@ -77,7 +77,9 @@ def bench(name: str, holder: list, queries: np.ndarray, args) -> dict:
     print(f"\n== {name}: {n:,} x {dim}, {len(queries)} queries")
     t = time.perf_counter()
     params = {k: v for k, v in (("leaves_to_search", args.leaves_to_search),
-                                ("reorder_k", args.reorder_k)) if v}
+                                ("reorder_k", args.reorder_k),
+                                ("dims_per_block", args.dims_per_block),
+                                ("training_sample_size", args.training_sample_size)) if v}
     scann = ScannIndex.build(db, params=params)
     build_s = time.perf_counter() - t
     print(f"ScaNN build {build_s:.1f} s, params {scann.params}; RSS {rss_mib():,.0f} MiB")
@@ -139,6 +141,8 @@ def main():
     p.add_argument("--exact_repeats", type=int, default=2, help="timed exact batches")
     p.add_argument("--leaves_to_search", type=int, default=0, help="override (0: from n)")
     p.add_argument("--reorder_k", type=int, default=0, help="override (0: default)")
+    p.add_argument("--dims_per_block", type=int, default=0, help="override AH (0: default 2)")
+    p.add_argument("--training_sample_size", type=int, default=0, help="override (0: default)")
     p.add_argument("--sweep_leaves", type=lambda s: [int(x) for x in s.split(",") if x],
                    default=[], help="extra leaves_to_search settings to report, e.g. 40,80,160")
     p.add_argument("--emb_dir", default="", help="encode_corpus output to benchmark as well")

@@ -56,3 +56,11 @@ def subset_embeddings(minilm_encoder, hotpot_subset):
     passages = minilm_encoder.encode_passages(list(store.iter_contents()))
     queries = minilm_encoder.encode_queries([q["question"] for q in questions])
     return passages, queries
+
+
+@pytest.fixture(scope="session")
+def full_embeddings(minilm_encoder, hotpot_store, hotpot_qa):
+    """All 4,858 passages and 500 questions (slow tests only: ~10+ min on 2 shared cores)."""
+    passages = minilm_encoder.encode_passages(list(hotpot_store.iter_contents()))
+    queries = minilm_encoder.encode_queries([q["question"] for q in hotpot_qa])
+    return passages, queries

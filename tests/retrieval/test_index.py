@@ -104,10 +104,9 @@ def test_load_refuses_pickles_and_foreign_dirs(tmp_path, word_vectors):
 
 
 @pytest.mark.slow
-def test_scann_recall_full_corpus_embeddings(minilm_encoder, hotpot_store, hotpot_qa):
+def test_scann_recall_full_corpus_embeddings(full_embeddings):
     """All 4,858 HotpotQA passages (tree: 70 leaves, 18 searched) vs exact, 500 questions."""
-    passages = minilm_encoder.encode_passages(list(hotpot_store.iter_contents()))
-    queries = minilm_encoder.encode_queries([q["question"] for q in hotpot_qa])
+    passages, queries = full_embeddings
     exact_rows, _ = ExactIndex(passages).search(queries, 3)
     index = ScannIndex.build(passages)
     assert index.params["num_leaves"] == 70
