@@ -8,6 +8,10 @@ Modules (import them directly; this package imports nothing heavy on purpose so 
   step.py      jitted, sharded mini-batch update with gradient accumulation and a NaN guard
   critic.py    the PPO critic (backbone copy + scalar value head)
   grpo.py / ppo.py   per-algorithm batch preparation (advantages, returns)
-  trainer.py   the step loop (rollout -> rewards -> advantages -> updates -> metrics -> checkpoint)
+  trainer.py   one RL step (rollout -> rewards -> advantages -> updates -> metrics)
+  search_rollout.py  the real rollout function (Search-R1 episodes with the live actor weights)
+  loop.py      the run loop: metrics logging, checkpoints, SIGTERM, resume
+  build.py     a Trainer from a config (mesh, model, data, retriever)
+  checkpoint.py / metrics.py  orbax checkpoints / metrics logging and guards
   __main__.py  the command line entry point
 """

@@ -11,6 +11,8 @@ advantages (grpo.py / ppo.py) -> ``train.ppo_epochs`` x mini-batch updates of ac
 """
 from __future__ import annotations
 
+import gc
+import resource
 import time
 from typing import Any, Callable, Protocol, Sequence
 
@@ -212,6 +214,10 @@ class Trainer:
         jax.block_until_ready(self.actor_state.params)
         t_end = time.perf_counter()
         self.step_count += 1
+        # nnx modules merged for the rollout sit in reference cycles that keep a whole copy of
+        # the previous step's parameters (and KV caches) alive until the cyclic GC happens to
+        # run; collect now so memory stays flat across steps.
+        gc.collect()
         return self._metrics(rb, info, scores, em, prep_metrics, update_metrics,
                              dict(rollout=t_rollout - t_start, prepare=t_prepare - t_rollout,
                                   train=t_end - t_prepare, step=t_end - t_start))
@@ -248,7 +254,10 @@ class Trainer:
             "time/train_s": times["train"], "time/step_s": times["step"],
             "time/retrieval_s": float(getattr(self.rollout_fn, "last_retrieval_s", 0.0)),
             "perf/tokens_per_s": tokens / max(times["step"], 1e-9),
+            "perf/train_tokens_per_s": tokens / max(times["prepare"] + times["train"], 1e-9),
+            "perf/rollout_generated_tokens_per_s": float(gen.sum()) / max(times["rollout"], 1e-9),
             "actor/skipped_total": float(self.actor_state.skipped),
+            "perf/max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         }
         m.update({k: float(v) for k, v in prep.items()})
         for key in updates[0] if updates else ():
