@@ -208,6 +208,11 @@ class PreemptionFlag:
             previous = self._previous.get(signum)
             if callable(previous):
                 previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                # SIG_DFL (e.g. SIGTERM's default: terminate) is not callable: restore it and
+                # re-deliver the signal so a stuck run still dies on the second SIGTERM.
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
             return
         self.signum = signum
 

@@ -165,6 +165,26 @@ def test_preemption_flag_sigterm_and_second_signal():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_second_sigterm_terminates_a_stuck_run():
+    """SIGTERM's default action (SIG_DFL, not callable) must still happen on the second signal."""
+    import subprocess
+    import sys
+    code = (
+        "import os, signal, time\n"
+        "from searchr1_jax.train.checkpoint import PreemptionFlag\n"
+        "flag = PreemptionFlag(signals=(signal.SIGTERM,)).install()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "assert flag.requested\n"
+        "print('first signal recorded', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(30)\n"
+        "print('still alive')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "first signal recorded" in proc.stdout
+    assert "still alive" not in proc.stdout
+    assert proc.returncode == -signal.SIGTERM
+
+
 def test_preemption_save_at_safe_point(tmp_path):
     """The loop pattern: poll, save the current step, wait, stop; a resume gets that step."""
     state, *_ = _trained_state(updates=1)
