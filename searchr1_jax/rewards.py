@@ -152,7 +152,7 @@ def retrieval_hit(response: str, golden: Golden) -> bool:
 
 def format_reward(response: str, golden: Golden, *, structure_format_score: float = 0.2,
                   final_format_score: float = 0.1, retrieval_score: float = 0.0,
-                  score: float = 1.0) -> float:
+                  score: float = 1.0, answer_text: str | None = None) -> float:
     """Search-R1 v0.3 format-aware EM reward.
 
     ==========================  =====================  =========================
@@ -165,10 +165,13 @@ def format_reward(response: str, golden: Golden, *, structure_format_score: floa
     ``sfs`` = structure_format_score; ``rs`` = retrieval_score, added when a gold answer
     occurs in a retrieved ``<information>`` block. (A valid format always ends in an answer,
     so "none + valid" cannot happen for a response-only string.)
+    The format is judged on the whole ``response``; the answer is read from ``answer_text``
+    when given (the model's own turns: the invalid-action observation spells
+    ``<answer> and </answer>`` and must never count as the model's answer).
     """
     valid = is_valid_format(response)
     retrieval_bonus = retrieval_score if valid and retrieval_hit(response, golden) else 0.0
-    answer = extract_answer(response)
+    answer = extract_answer(response if answer_text is None else answer_text)
     if answer is None:
         return structure_format_score + retrieval_bonus if valid else 0.0
     if exact_match(answer, golden):
@@ -191,8 +194,15 @@ REWARDS: dict[str, Callable[[str, Golden], float]] = {
 }
 
 
-def score(response: str, golden: Golden, kind: str = "em") -> float:
-    """Outcome reward of one ``response`` (text after the prompt) against ``golden``."""
+def score(response: str, golden: Golden, kind: str = "em", *,
+          generated: str | None = None) -> float:
+    """Outcome reward of one ``response`` (text after the prompt) against ``golden``.
+
+    ``generated`` is the model's own text (its turns without the observations). When given,
+    the answer is extracted from it alone; the format reward still judges the whole response.
+    """
     if kind not in REWARDS:
         raise ValueError(f"reward kind {kind!r}: must be one of {sorted(REWARDS)}")
-    return float(REWARDS[kind](response, golden))
+    if kind == "format":
+        return float(format_reward(response, golden, answer_text=generated))
+    return float(REWARDS[kind](response if generated is None else generated, golden))

@@ -69,6 +69,11 @@ class RolloutInfo:
     golden_answers: list[list[str]]
     data_source: list[str]
 
+    @property
+    def generated_text(self) -> list[str]:
+        """The model's own text per row: its turns joined, observations left out."""
+        return ["".join(t.text for t in row) for row in self.turns]
+
 
 def assemble_batch(prompts: Sequence[Sequence[int]], segments: Sequence[Sequence[Segment]],
                    group_ids: Sequence[int], pad_id: int) -> RolloutBatch:

@@ -56,11 +56,15 @@ def pad_rollout(rb, prompt_width: int, response_width: int):
 
 
 def score_rollouts(info, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(reward, exact_match)`` per row from the decoded responses and gold answers."""
-    reward = np.array([rewards.score(t, g, kind) for t, g in
-                       zip(info.response_text, info.golden_answers)], np.float32)
-    em = np.array([rewards.score(t, g, "em") for t, g in
-                   zip(info.response_text, info.golden_answers)], np.float32)
+    """``(reward, exact_match)`` per row from the decoded responses and gold answers.
+
+    Answers are read from the model's own turns only: the invalid-action observation spells
+    ``<answer> and </answer>``, which must never be scored as the model's answer.
+    """
+    rows = list(zip(info.response_text, info.generated_text, info.golden_answers))
+    reward = np.array([rewards.score(r, g, kind, generated=own) for r, own, g in rows],
+                      np.float32)
+    em = np.array([rewards.score(r, g, "em", generated=own) for r, own, g in rows], np.float32)
     return reward, em
 
 
