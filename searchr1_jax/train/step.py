@@ -13,6 +13,8 @@ One call of the update consumes a mini-batch of ``M`` rows (sharded over the mes
 """
 from __future__ import annotations
 
+import warnings
+
 from typing import Any, Callable
 
 import jax
@@ -126,9 +128,21 @@ def state_shardings(state: TrainState, mesh: Mesh, rules) -> Any:
 
 
 def batch_shardings(batch: TrainBatch, mesh: Mesh) -> Any:
-    """Every ``[B, ...]`` field sharded over (data, fsdp) on its row axis."""
-    return jax.tree.map(
-        lambda x: NamedSharding(mesh, P(BATCH_AXES, *([None] * (x.ndim - 1)))), batch)
+    """Every ``[B, ...]`` field sharded over (data, fsdp) on its row axis.
+
+    A row count that the (data x fsdp) devices do not divide is replicated instead (with a
+    warning): correct, only slower, like the partition rules' fallback for odd dimensions.
+    """
+    n = mesh.shape["data"] * mesh.shape["fsdp"]
+
+    def one(x):
+        if x.ndim and x.shape[0] % n == 0:
+            return NamedSharding(mesh, P(BATCH_AXES, *([None] * (x.ndim - 1))))
+        if x.ndim:
+            warnings.warn(f"batch of {x.shape[0]} rows does not split over {n} (data x fsdp) "
+                          "devices: replicated; make the rows per step a multiple of it")
+        return NamedSharding(mesh, P())
+    return jax.tree.map(one, batch)
 
 
 # ---------------------------------------------------------------- actor / critic loss functions

@@ -53,3 +53,26 @@ def test_sharded_update_matches_single_device():
     rows8 = (b8.prompt_tokens, b8.prompt_mask, b8.response_tokens, b8.response_mask)
     np.testing.assert_allclose(np.asarray(fwd8(s8.params, *rows8)),
                                np.asarray(fwd1(s1.params, *rows)), atol=2e-5)
+
+
+def test_rows_that_do_not_split_over_the_mesh_are_replicated():
+    """6 rows on fsdp=4: the batch falls back to replication (warned) and the step still
+    equals the single-device step."""
+    import pytest
+    rl = base_config().rl
+    graphdef, params, rest = split_params(tiny_model(6))
+    batch = random_batch(6, rows=6)
+    tx = make_optimizer(1e-3)
+    loss_fn, total_fn = step_lib.actor_loss_fn(graphdef, rest, rl, chunk=4), step_lib.actor_total_fn(rl)
+    s1, m1 = step_lib.make_update_fn(loss_fn, total_fn, tx, 3)(
+        TrainState.create(jax.tree.map(lambda x: x.copy(), params), tx), batch)
+    mesh = make_mesh(data=1, fsdp=4, tensor=2)
+    state = TrainState.create(jax.tree.map(lambda x: x.copy(), params), tx)
+    shardings = step_lib.state_shardings(state, mesh, DECODER_RULES)
+    with pytest.warns(UserWarning, match="6 rows does not split over 4"):
+        b8 = jax.device_put(batch, step_lib.batch_shardings(batch, mesh))
+    assert b8.response_tokens.sharding.is_fully_replicated
+    s8, m8 = step_lib.make_update_fn(loss_fn, total_fn, tx, 3, mesh=mesh,
+                                     state_shardings=shardings)(jax.device_put(state, shardings), b8)
+    np.testing.assert_allclose(float(m8["loss"]), float(m1["loss"]), rtol=1e-5, atol=1e-6)
+    assert tree_max_abs_diff(jax.device_get(s8.params), s1.params) < 1e-5
