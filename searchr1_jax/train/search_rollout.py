@@ -40,6 +40,7 @@ class SearchRollout:
         self.retriever = TimedRetriever(retriever)
         self.settings = EpisodeSettings.from_config(cfg)
         self.last_retrieval_s = 0.0
+        self._generator = None  # built once (its stop-string table too); model swapped per call
 
     def __call__(self, model, rows: Sequence[Any], group_ids: np.ndarray, seed: int):
         from searchr1_jax.data import build_prompt
@@ -50,12 +51,15 @@ class SearchRollout:
         style = self.cfg.data.prompt_style
         texts = [build_prompt(ex.question, self.tokenizer, style) for ex in rows]
         prompts = encode_prompts(self.tokenizer, texts, style)
-        generator = make_generator(model, self.tokenizer, self.cfg, greedy=False)
+        if self._generator is None:
+            self._generator = make_generator(model, self.tokenizer, self.cfg, greedy=False)
+        self._generator.model = model  # the actor's live weights this step, no copy
         self.retriever.seconds = 0.0
         batch, info = collect_rollouts(
-            generator, self.tokenizer, self.retriever, prompts, self.settings,
+            self._generator, self.tokenizer, self.retriever, prompts, self.settings,
             group_ids=[int(g) for g in group_ids], questions=[ex.question for ex in rows],
             golden_answers=[list(ex.golden_answers) for ex in rows],
-            data_source=[ex.data_source for ex in rows], seed=seed)
+            data_source=[ex.data_source for ex in rows], seed=seed,
+            pipeline_groups=int(self.cfg.rollout.pipeline_groups))
         self.last_retrieval_s = self.retriever.seconds
         return batch, info
