@@ -57,7 +57,8 @@ def test_exact_save_load(tmp_path):
 def test_scann_params_scale_with_corpus():
     assert scann_params(1000)["num_leaves"] == 0  # small: AH over everything
     p = scann_params(21_000_000)
-    assert p["num_leaves"] == 4583 and p["leaves_to_search"] == 138
+    assert p["num_leaves"] == 4583 and p["leaves_to_search"] == 92
+    assert scann_params(1_000_000)["leaves_to_search"] == 25
     assert scann_params(28_000)["leaves_to_search"] == 42  # a quarter of 167 leaves
 
 
