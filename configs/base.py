@@ -63,7 +63,6 @@ def get_config() -> ml_collections.ConfigDict:
         temperature=1.0,
         top_p=1.0,
         top_k=0,                  # 0: off
-        batch_size=0,             # rows sampled at once (0: the whole step batch)
         pipeline_groups=1,        # row groups run in threads so host work overlaps device work
         log_trajectories=True,    # append every rollout row to <output.dir>/trajectories.jsonl
     )
