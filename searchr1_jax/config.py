@@ -169,13 +169,20 @@ def load_config_file(path: str, overrides: dict[str, Any] | None = None
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: defines no get_config()")
-    cfg = module.get_config()
+    return apply_overrides(module.get_config(), overrides, path)
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, Any] | None,
+                    source: str = "the config") -> ml_collections.ConfigDict:
+    """Sets ``{"section.field": value}`` in place; an unknown field names itself and ``source``."""
     for dotted, value in (overrides or {}).items():
         node = cfg
         *parents, leaf = dotted.split(".")
         for part in parents:
+            if part not in node:
+                raise ConfigError(f"{dotted}: no such field in {source}")
             node = node[part]
         if leaf not in node:
-            raise ConfigError(f"{dotted}: no such field in {path}")
+            raise ConfigError(f"{dotted}: no such field in {source}")
         node[leaf] = value
     return cfg

@@ -29,7 +29,7 @@ def demo_config(config_path: str = DEFAULT_CONFIG, *, steps: int | None = None,
                 eval_examples: int = 2, out_dir: str | None = None,
                 overrides: dict[str, Any] | None = None):
     """The training config plus the demo's evaluation settings (Search-R1 method, greedy)."""
-    from searchr1_jax.config import load_config_file
+    from searchr1_jax.config import apply_overrides, load_config_file
 
     cfg = load_config_file(config_path)
     if steps is not None:
@@ -40,15 +40,7 @@ def demo_config(config_path: str = DEFAULT_CONFIG, *, steps: int | None = None,
     cfg.eval.greedy, cfg.eval.seeds = True, 1
     cfg.output.dir = out_dir or os.path.join(
         "runs", "demo", time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
-    for dotted, value in (overrides or {}).items():  # the caller's word wins
-        *parents, leaf = dotted.split(".")
-        node = cfg
-        for part in parents:
-            node = node[part]
-        if leaf not in node:
-            raise KeyError(f"--config.{dotted}: no such field in {config_path}")
-        node[leaf] = value
-    return cfg
+    return apply_overrides(cfg, overrides, config_path)  # the caller's word wins
 
 
 def _eval(cfg, trainer, examples, tag: str):

@@ -81,3 +81,14 @@ def test_absl_flag_overrides():
     validate(cfg)
     with pytest.raises(AttributeError, match=r"Did you mean \"algo\""):
         _parse(["prog", f"--config={BASE}", "--config.rl.algoo=ppo"])
+
+
+def test_apply_overrides_names_the_unknown_field():
+    from searchr1_jax.config import apply_overrides
+    cfg = load_config_file(BASE)
+    apply_overrides(cfg, {"rl.algo": "ppo", "rollout.max_turns": 2})
+    assert cfg.rl.algo == "ppo" and cfg.rollout.max_turns == 2
+    with pytest.raises(ConfigError, match=r"nope\.x: no such field in demo.py"):
+        apply_overrides(cfg, {"nope.x": 1}, "demo.py")
+    with pytest.raises(ConfigError, match=r"rl\.nope: no such field"):
+        apply_overrides(cfg, {"rl.nope": 1})
