@@ -20,8 +20,19 @@ _MANIFEST = "bm25.json"
 _FORMAT = "searchr1_jax.bm25/1"
 
 
+def _import_bm25s():
+    """Lazy import (optional dependency). bm25s sets its own logger to DEBUG at import, which
+    prints "DEBUG:bm25s:..." lines once any root handler exists: keep it at WARNING."""
+    import logging
+
+    import bm25s
+    import bm25s.tokenization
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 def _make_tokenizer(stemmer_language: str | None):
-    import bm25s.tokenization  # lazy: optional dependency
+    bm25s = _import_bm25s()
     stemmer = None
     if stemmer_language:
         import Stemmer  # PyStemmer
@@ -44,7 +55,7 @@ class BM25Index:
               stemmer_language: str | None = "english", shard_size: int = 100_000,
               total: int | None = None) -> "BM25Index":
         """Tokenises the corpus shard by shard (vocabulary grows as it goes), then indexes."""
-        import bm25s
+        bm25s = _import_bm25s()
         tokenizer = _make_tokenizer(stemmer_language)
         token_ids: list[list[int]] = []
         shard: list[str] = []
@@ -91,7 +102,7 @@ class BM25Index:
 
     @classmethod
     def load(cls, directory: str, mmap: bool = True) -> "BM25Index":
-        import bm25s
+        bm25s = _import_bm25s()
         path = os.path.join(directory, _MANIFEST)
         if not os.path.exists(path):
             raise RetrievalError(f"{directory}: no {_MANIFEST} (not a BM25 index directory)")
