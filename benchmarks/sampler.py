@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from searchr1_jax.sampling import left_pad
+
 
 def memcpy_bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
     """Bytes/s moved by ``np.copyto`` (read + write counted), best of ``repeats``."""
@@ -41,16 +43,6 @@ def chat_prompts(tokenizer, n: int) -> list[list[int]]:
                                             add_generation_prompt=True, tokenize=True)
         out.append(list(ids["input_ids"] if hasattr(ids, "keys") else ids))
     return out
-
-
-def left_pad(prompts: list[list[int]], pad_id: int):
-    width = max(map(len, prompts))
-    tokens = np.full((len(prompts), width), pad_id, np.int32)
-    mask = np.zeros((len(prompts), width), bool)
-    for i, p in enumerate(prompts):
-        tokens[i, width - len(p):] = p
-        mask[i, width - len(p):] = True
-    return tokens, mask, np.maximum(np.cumsum(mask, 1) - 1, 0).astype(np.int32)
 
 
 def run_ours(model, cfg, prompts, n_new: int, pad_id: int) -> tuple[float, float, int]:

@@ -40,6 +40,21 @@ class SampleOutput:
     last_positions: jax.Array  # int32[B]     its position
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Right-aligns token rows for ``prefill`` -> (tokens int32[B,T], mask bool[B,T],
+    positions int32[B,T]); positions are ``cumsum(mask) - 1`` (HF's), pads get 0 (never
+    attended)."""
+    width = max(len(p) for p in prompts)
+    tokens = np.full((len(prompts), width), pad_id, np.int32)
+    mask = np.zeros((len(prompts), width), bool)
+    for i, p in enumerate(prompts):
+        tokens[i, width - len(p):] = p
+        mask[i, width - len(p):] = True
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
+    return tokens, mask, positions
+
+
 def bucket_length(n: int, minimum: int = 16) -> int:
     """Smallest power of two ``>= max(n, minimum)``: prefill shapes recompile rarely."""
     return max(minimum, 1 << max(0, int(n) - 1).bit_length())

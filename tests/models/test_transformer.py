@@ -7,21 +7,10 @@ from flax import nnx
 
 from searchr1_jax.models import ModelConfig, Transformer, load_hf_checkpoint
 from searchr1_jax.models.transformer import attention_mask, rope_inv_freq
+from searchr1_jax.sampling import left_pad as left_padded
 from tests.models.hf_tiny import CASES, hf_logits, save_case
 
 TOL = 1e-4
-
-
-def left_padded(rows: list[np.ndarray], pad_id: int = 0):
-    """(tokens, mask, positions) with rows right-aligned; pads get position 0 (never attended)."""
-    width = max(len(r) for r in rows)
-    tokens = np.full((len(rows), width), pad_id, np.int32)
-    mask = np.zeros((len(rows), width), bool)
-    for i, r in enumerate(rows):
-        tokens[i, width - len(r):] = r
-        mask[i, width - len(r):] = True
-    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
-    return tokens, mask, positions
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

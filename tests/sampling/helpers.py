@@ -1,17 +1,7 @@
 """Shared builders for the sampler tests: left-padded batches, tiny random Qwen2 (HF + ours)."""
 import numpy as np
 
-
-def left_pad(prompts: list[list[int]], pad_id: int = 0):
-    """(tokens int32[B,T], mask bool[B,T], positions int32[B,T]) with HF-style positions."""
-    width = max(map(len, prompts))
-    tokens = np.full((len(prompts), width), pad_id, np.int32)
-    mask = np.zeros((len(prompts), width), bool)
-    for i, p in enumerate(prompts):
-        tokens[i, width - len(p):] = p
-        mask[i, width - len(p):] = True
-    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
-    return tokens, mask, positions
+from searchr1_jax.sampling import left_pad
 
 
 def tiny_qwen2(seed: int = 0, vocab: int = 384):

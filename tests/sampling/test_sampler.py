@@ -8,7 +8,8 @@ from jax.sharding import NamedSharding
 from searchr1_jax import sampling
 from searchr1_jax.models import KVCache
 from searchr1_jax.parallel import make_mesh
-from tests.sampling.helpers import hf_greedy, left_pad, ours_from_hf, tiny_qwen2
+from searchr1_jax.sampling import left_pad
+from tests.sampling.helpers import hf_greedy, ours_from_hf, tiny_qwen2
 
 
 def ours_generate(model, cfg, prompts, n_new, *, eos_ids=(), cache_len=None, **kw):
