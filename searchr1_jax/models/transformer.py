@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from searchr1_jax.models.config import ModelConfig
-from searchr1_jax.models.kv_cache import KVCache, write_layer_kv
+from searchr1_jax.models.kv_cache import KVCache, write_kv
 
 _MASKED = float(np.finfo(np.float32).min)  # finite: a row with no visible key stays NaN-free
 _init = nnx.initializers.normal(stddev=0.02)
@@ -83,21 +83,29 @@ def attention_mask(query_pos: jax.Array, key_pos: jax.Array, key_valid: jax.Arra
     return key_valid[:, None, :] & (key_pos[:, None, :] <= query_pos[:, :, None])
 
 
-def dot_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+def dot_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
+                  heads_first: bool = False) -> jax.Array:
     """``softmax(q.k / sqrt(D) masked) . v`` (scores/softmax in fp32).
 
-    q [B,T,K,G,D] (query head ``k*G + g`` uses KV head ``k``), k/v [B,S,K,D], mask bool[B,T,S]
-    -> [B,T,K,G,D] in v's dtype.
+    q [B,T,K,G,D] (query head ``k*G + g`` uses KV head ``k``), k/v [B,S,K,D] (or [B,K,S,D]
+    with ``heads_first``, the cache's layout), mask bool[B,T,S] -> [B,T,K,G,D] in v's dtype.
     """
-    scores = jnp.einsum("BTKGD,BSKD->BKGTS", q, k, preferred_element_type=jnp.float32)
+    kv = "BKSD" if heads_first else "BSKD"
+    scores = jnp.einsum(f"BTKGD,{kv}->BKGTS", q, k, preferred_element_type=jnp.float32)
     scores = scores * (q.shape[-1] ** -0.5)
     scores = jnp.where(mask[:, None, None, :, :], scores, _MASKED)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    return jnp.einsum("BKGTS,BSKD->BTKGD", probs, v)
+    if heads_first:
+        # [G*T, S] x [S, D] per (B, K): a plain matmul. Asking for BTKGD directly made XLA
+        # compute V^T.P^T, a transposed-operand dot that CPU runs 10x slower.
+        out = jnp.einsum("BKGTS,BKSD->BKGTD", probs, v, preferred_element_type=jnp.float32)
+        return out.transpose(0, 3, 1, 2, 4).astype(v.dtype)
+    return jnp.einsum(f"BKGTS,{kv}->BTKGD", probs, v, preferred_element_type=jnp.float32
+                      ).astype(v.dtype)
 
 
 def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
-                      chunk: int) -> jax.Array:
+                      chunk: int, heads_first: bool = False) -> jax.Array:
     """``dot_attention`` over blocks of ``chunk`` queries (``lax.map`` + ``jax.checkpoint``).
 
     Same result; peak memory ``O(B*N*chunk*S)`` instead of ``O(B*N*T*S)`` in the forward and
@@ -106,31 +114,50 @@ def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
     """
     b, t = q.shape[:2]
     if chunk <= 0 or t <= chunk:
-        return dot_attention(q, k, v, mask)
+        return dot_attention(q, k, v, mask, heads_first)
     pad = -t % chunk
     n = (t + pad) // chunk
     q = jnp.pad(q, ((0, 0), (0, pad)) + ((0, 0),) * 3)
     mask = jnp.pad(mask, ((0, 0), (0, pad), (0, 0)))
     q_blocks = jnp.moveaxis(q.reshape(b, n, chunk, *q.shape[2:]), 1, 0)   # [n,B,C,K,G,D]
     m_blocks = jnp.moveaxis(mask.reshape(b, n, chunk, -1), 1, 0)          # [n,B,C,S]
-    block = jax.checkpoint(lambda qm: dot_attention(qm[0], k, v, qm[1]))
+    block = jax.checkpoint(lambda qm: dot_attention(qm[0], k, v, qm[1], heads_first))
     out = jax.lax.map(block, (q_blocks, m_blocks))                        # [n,B,C,K,G,D]
     return jnp.moveaxis(out, 0, 1).reshape(b, n * chunk, *q.shape[2:])[:, :t]
 
 
 # ------------------------------------------------------------------------------------ modules
+def matmul_dtype(compute_dtype, weight_dtype):
+    """Dtype a matmul's inputs are cast to: the weight's when it is narrower than the compute
+    dtype (bf16 serving weights under fp32 compute: bf16 x bf16 with fp32 accumulation, half
+    the bytes read per decode step), else the compute dtype."""
+    compute_dtype, weight_dtype = jnp.dtype(compute_dtype), jnp.dtype(weight_dtype)
+    return weight_dtype if weight_dtype.itemsize < compute_dtype.itemsize else compute_dtype
+
+
 class Dense(nnx.Module):
-    """``y = einsum(eqn, x, kernel) (+ bias)`` with params cast to the compute dtype."""
+    """``y = einsum(eqn, x, kernel) (+ bias)`` in the compute dtype (inputs: ``matmul_dtype``).
+
+    ``kernel_view``: the shape the kernel is reshaped to for the einsum (o_proj keeps its
+    ``[N, D, H]`` parameter but contracts one flat ``N*D`` dim, so XLA never transposes the
+    weight to match the activation's layout).
+    """
 
     def __init__(self, eqn: str, kernel_shape: tuple[int, ...], bias_shape: tuple[int, ...] | None,
-                 *, dtype, param_dtype, rngs: nnx.Rngs):
+                 *, dtype, param_dtype, rngs: nnx.Rngs, kernel_view: tuple[int, ...] | None = None):
         self.eqn = eqn
         self.dtype = dtype
+        self.kernel_view = kernel_view
         self.kernel = nnx.Param(_init(rngs.params(), kernel_shape, param_dtype))
         self.bias = nnx.Param(jnp.zeros(bias_shape, param_dtype)) if bias_shape else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.einsum(self.eqn, x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        kernel = self.kernel[...]
+        if self.kernel_view is not None:
+            kernel = kernel.reshape(self.kernel_view)
+        in_dtype = matmul_dtype(self.dtype, kernel.dtype)
+        y = jnp.einsum(self.eqn, x.astype(in_dtype), kernel.astype(in_dtype),
+                       preferred_element_type=self.dtype)
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y
@@ -164,8 +191,9 @@ class Embed(nnx.Module):
 
     def attend(self, hidden: jax.Array) -> jax.Array:
         """``logits = einsum("BTH,VH->BTV")`` in fp32."""
-        return jnp.einsum("BTH,VH->BTV", hidden.astype(self.dtype),
-                          self.embedding[...].astype(self.dtype),
+        table = self.embedding[...]
+        in_dtype = matmul_dtype(self.dtype, table.dtype)
+        return jnp.einsum("BTH,VH->BTV", hidden.astype(in_dtype), table.astype(in_dtype),
                           preferred_element_type=jnp.float32)
 
 
@@ -179,25 +207,32 @@ class Attention(nnx.Module):
         self.q_proj = Dense("BTH,HND->BTND", (h, n, d), (n, d) if qkv_bias else None, **kw)
         self.k_proj = Dense("BTH,HKD->BTKD", (h, k, d), (k, d) if qkv_bias else None, **kw)
         self.v_proj = Dense("BTH,HKD->BTKD", (h, k, d), (k, d) if qkv_bias else None, **kw)
-        self.o_proj = Dense("BTND,NDH->BTH", (n, d, h), (h,) if cfg.o_proj_bias else None, **kw)
+        self.o_proj = Dense("BTX,XH->BTH", (n, d, h), (h,) if cfg.o_proj_bias else None,
+                            kernel_view=(n * d, h), **kw)
         self.num_kv_heads, self.head_dim, self.dtype = k, d, dtype
         self.query_chunk = cfg.attention_query_chunk
 
     def __call__(self, x: jax.Array, sin: jax.Array, cos: jax.Array, mask: jax.Array,
-                 kv: KV | None = None, layer: int = 0,
-                 slots: jax.Array | None = None) -> tuple[jax.Array, KV | None]:
-        """x [B,T,H], mask bool[B,T,S]; with ``kv`` (the cache's [L,B,S,K,D] k/v) the chunk is
-        written at ``slots`` of layer ``layer`` first and attention runs over all S slots."""
+                 kv: KV | None = None, slots: jax.Array | None = None
+                 ) -> tuple[jax.Array, KV | None]:
+        """x [B,T,H], mask bool[B,T,S]; with ``kv`` (this layer's cached k/v, [B,K,S,D]) the
+        chunk is written at ``slots`` first and attention runs over all S slots."""
         b, t, _ = x.shape
         q = apply_rope(self.q_proj(x), sin, cos)       # [B,T,N,D]
         k = apply_rope(self.k_proj(x), sin, cos)       # [B,T,K,D]
         v = self.v_proj(x)                             # [B,T,K,D]
-        if kv is not None:
-            kv = write_layer_kv(kv[0], kv[1], layer, slots, k, v)
-            k, v = kv[0][layer].astype(self.dtype), kv[1][layer].astype(self.dtype)  # [B,S,K,D]
         q = q.reshape(b, t, self.num_kv_heads, -1, self.head_dim)               # [B,T,K,G,D]
-        out = chunked_attention(q, k, v, mask, self.query_chunk)
-        return self.o_proj(out.reshape(b, t, -1, self.head_dim)), kv
+        if kv is None:
+            out = chunked_attention(q, k, v, mask, self.query_chunk)
+        else:
+            kv = write_kv(kv[0], kv[1], slots, k, v)
+            # A bf16 cache under fp32 compute is read as is (bf16 x bf16, fp32 accumulation):
+            # upcasting it would copy every layer's cache on every decode step.
+            in_dtype = matmul_dtype(self.dtype, kv[0].dtype)
+            out = chunked_attention(q.astype(in_dtype), kv[0].astype(in_dtype),
+                                    kv[1].astype(in_dtype), mask, self.query_chunk,
+                                    heads_first=True)
+        return self.o_proj(out.reshape(b, t, -1).astype(self.dtype)), kv
 
 
 class MLP(nnx.Module):
@@ -224,9 +259,9 @@ class DecoderLayer(nnx.Module):
         self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **kw)
         self.mlp = MLP(cfg, rngs=rngs, **kw)
 
-    def __call__(self, x, sin, cos, mask, kv: KV | None = None, layer: int = 0,
+    def __call__(self, x, sin, cos, mask, kv: KV | None = None,
                  slots: jax.Array | None = None) -> tuple[jax.Array, KV | None]:
-        attn_out, kv = self.attn(self.input_norm(x), sin, cos, mask, kv, layer, slots)
+        attn_out, kv = self.attn(self.input_norm(x), sin, cos, mask, kv, slots)
         x = x + attn_out
         x = x + self.mlp(self.post_attn_norm(x))
         return x, kv
@@ -274,10 +309,12 @@ class Transformer(nnx.Module):
             slots = cache.chunk_slots(t)
             cache = cache.write_meta(slots, positions, token_mask)
             mask = attention_mask(positions, cache.pos, cache.valid)
-            kv: KV = (cache.k, cache.v)
-            for i, layer in enumerate(self.layers):
-                x, kv = layer(x, sin, cos, mask, kv, i, slots)
-            cache = cache.replace(k=kv[0], v=kv[1]).advanced(t, advance)
+            ks, vs = [], []
+            for layer, k, v in zip(self.layers, cache.k, cache.v):
+                x, (k, v) = layer(x, sin, cos, mask, (k, v), slots)
+                ks.append(k)
+                vs.append(v)
+            cache = cache.replace(k=tuple(ks), v=tuple(vs)).advanced(t, advance)
         return self.final_norm(x), cache
 
     def lm_head(self, hidden: jax.Array) -> jax.Array:

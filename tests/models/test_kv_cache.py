@@ -1,4 +1,5 @@
 """KV cache: incremental decoding and per-row chunk appends equal full forwards (and HF)."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -110,12 +111,12 @@ def test_inactive_row_leaves_cache_untouched(tiny):
     _, cache = cached_step(model, toks, pos, jnp.ones((2, 3), bool), cache, None)
     before = cache
     _, after = cached_step(model, jnp.asarray([[1], [2]]), jnp.asarray([[3], [3]]),
-                           jnp.asarray([[True], [False]]), KVCache(*[jnp.copy(x) for x in (
-                               before.k, before.v, before.pos, before.valid, before.end)]),
+                           jnp.asarray([[True], [False]]), jax.tree.map(jnp.copy, before),
                            jnp.asarray([1, 0], jnp.int32))
     np.testing.assert_array_equal(np.asarray(after.end), [4, 3])
     np.testing.assert_array_equal(np.asarray(after.valid[1]), np.asarray(before.valid[1]))
-    np.testing.assert_array_equal(np.asarray(after.k[:, 1, :3]), np.asarray(before.k[:, 1, :3]))
+    for k_after, k_before in zip(after.k, before.k):   # per layer [B, K, S, D]
+        np.testing.assert_array_equal(np.asarray(k_after[1, :, :3]), np.asarray(k_before[1, :, :3]))
     assert bool(after.valid[0, 3]) and not bool(after.valid[1, 3])
 
 
@@ -125,10 +126,10 @@ def test_writes_past_capacity_are_dropped_not_clamped(tiny):
     toks = jnp.asarray([[1, 2, 3, 4]])
     _, cache = cached_step(model, toks, jnp.asarray([[0, 1, 2, 3]]), jnp.ones((1, 4), bool),
                            cache, None)
-    k_before = np.asarray(cache.k[:, 0, :4])
+    k_before = np.stack([np.asarray(k[0, :, :4]) for k in cache.k])
     _, cache = cached_step(model, toks, jnp.asarray([[4, 5, 6, 7]]), jnp.ones((1, 4), bool),
                            cache, None)
-    np.testing.assert_array_equal(np.asarray(cache.k[:, 0, :4]), k_before)
+    np.testing.assert_array_equal(np.stack([np.asarray(k[0, :, :4]) for k in cache.k]), k_before)
     np.testing.assert_array_equal(np.asarray(cache.pos[0]), [0, 1, 2, 3, 4])
     assert int(cache.end[0]) == 8
 
@@ -136,15 +137,17 @@ def test_writes_past_capacity_are_dropped_not_clamped(tiny):
 def test_bf16_cache_and_specs(tiny):
     cfg, model = tiny
     cache = KVCache.init(cfg, 2, 6, jnp.bfloat16)
-    assert cache.k.shape == (2, 2, 6, 2, 8) and cache.k.dtype == jnp.bfloat16
+    assert len(cache.k) == cfg.num_layers == 2
+    assert cache.k[0].shape == (2, 2, 6, 8) and cache.k[0].dtype == jnp.bfloat16
     toks = jnp.asarray([[1, 2], [3, 4]])
     pos = jnp.tile(jnp.arange(2, dtype=jnp.int32), (2, 1))
     logits, cache = cached_step(model, toks, pos, jnp.ones((2, 2), bool), cache, None)
     full = full_forward(model, toks, pos)
-    assert cache.k.dtype == jnp.bfloat16
+    assert all(k.dtype == jnp.bfloat16 for k in cache.k + cache.v)
     assert float(jnp.abs(logits - full).max()) < 0.05 * float(jnp.abs(full).max())
-    specs = KVCache.partition_specs()
-    assert tuple(specs.k) == (None, ("data", "fsdp"), None, "tensor", None)
+    specs = KVCache.partition_specs(cfg.num_layers)
+    assert len(specs.k) == cfg.num_layers
+    assert tuple(specs.k[0]) == (("data", "fsdp"), "tensor", None, None)
 
 
 def test_query_chunked_prefill_into_cache(tiny):

@@ -75,9 +75,9 @@ def test_sharded_cached_decode_equals_unsharded(loaded):
         return np.concatenate(outs, axis=1), cache
 
     ref, _ = run(plain, KVCache.init(cfg, 4, 8))
-    specs = KVCache.partition_specs()
+    specs = KVCache.partition_specs(cfg.num_layers)
     cache = jax.tree.map(lambda x, s: jax.device_put(x, NamedSharding(mesh, s)),
                          KVCache.init(cfg, 4, 8), specs, is_leaf=lambda x: isinstance(x, P))
-    assert cache.k.addressable_shards[0].data.shape == (cfg.num_layers, 1, 8, 1, cfg.head_dim)
+    assert cache.k[0].addressable_shards[0].data.shape == (1, 1, 8, cfg.head_dim)
     out, cache = run(sharded, cache)
     assert float(np.abs(out - ref).max()) <= 1e-5

@@ -142,12 +142,12 @@ def test_sharded_4x2_equals_unsharded(tiny):
         ref = ours_generate(model, cfg, prompts, 16, key=jax.random.key(7), **kw)
         tokens, mask, positions = left_pad(prompts)
         cache = KVCache.init(cfg, 4, 48)
-        specs = KVCache.partition_specs()
+        specs = KVCache.partition_specs(cfg.num_layers)
         cache = jax.tree.map(lambda x, s: jax.device_put(x, NamedSharding(mesh, s)), cache, specs)
         cache, last, last_pos = sampling.prefill(sharded, cache, tokens, positions, mask)
         out = sampling.generate(sharded, cache, last, last_pos, jax.random.key(7),
                                 max_new_tokens=16, **kw)
-        assert len(out.cache.k.sharding.device_set) == 8
+        assert len(out.cache.k[0].sharding.device_set) == 8
         np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ref.tokens))
         np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs),
                                    atol=1e-4)

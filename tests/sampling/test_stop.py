@@ -138,7 +138,7 @@ def test_generate_stops_per_row_on_split_tags(tok, table):
         script[r] = s
     start = np.array([3, 5, 0, 9])
     model = ScriptedLM(script, start, len(tok))
-    cache = KVCache(k=jnp.zeros((1, 4, 80, 1, 2)), v=jnp.zeros((1, 4, 80, 1, 2)),
+    cache = KVCache(k=(jnp.zeros((4, 1, 80, 2)),), v=(jnp.zeros((4, 1, 80, 2)),),
                     pos=jnp.zeros((4, 80), jnp.int32), valid=jnp.zeros((4, 80), bool),
                     end=jnp.asarray(start, jnp.int32))
     eos = tok.convert_tokens_to_ids("<|im_end|>")
@@ -165,7 +165,7 @@ def test_generate_stops_per_row_on_split_tags(tok, table):
 
 def test_strings_need_a_tokenizer(table):
     model = ScriptedLM(np.zeros((1, 2)), np.zeros(1), 10)
-    cache = KVCache(k=jnp.zeros((1, 1, 8, 1, 2)), v=jnp.zeros((1, 1, 8, 1, 2)),
+    cache = KVCache(k=(jnp.zeros((1, 1, 8, 2)),), v=(jnp.zeros((1, 1, 8, 2)),),
                     pos=jnp.zeros((1, 8), jnp.int32), valid=jnp.zeros((1, 8), bool),
                     end=jnp.zeros(1, jnp.int32))
     with pytest.raises(ValueError, match="tokenizer="):
