@@ -1,12 +1,17 @@
 """Decode throughput: our jitted sampler vs transformers ``generate`` on the same model.
 
     python benchmarks/sampler.py [--model smollm2-135m-instruct] [--batches 1 16] [--new 128]
+                                 [--dtypes float32 bfloat16]
 
 Same chat-templated NQ questions, greedy, exactly ``--new`` tokens per row (EOS ignored on both
-sides), fp32, one process. Prints tokens/s (prefill + decode, and decode alone for ours), the
-ratio, and the fraction of the memory-bandwidth roofline: bytes a decode step must read
-(every weight once, the tied embedding twice counted once, plus the K/V cache slots attended)
-divided by the measured step time, over a measured ``memcpy`` bandwidth.
+sides), one process. Per weight dtype: ours stores the weight matrices in it
+(``models.with_weight_dtype``; fp32 compute and cache, bf16 x bf16 matmuls accumulate in fp32),
+transformers runs the whole model in it. Prints tokens/s (prefill + decode, and decode alone
+for ours), the ratio to transformers in the same dtype and to transformers fp32 (its default),
+how many rows' tokens equal transformers fp32's greedy tokens, and the fraction of the
+memory-bandwidth roofline: bytes a decode step must read (every weight once, the tied embedding
+counted once, plus the K/V cache slots attended) divided by the measured step time, over a
+measured ``memcpy`` bandwidth.
 """
 from __future__ import annotations
 
@@ -45,8 +50,9 @@ def chat_prompts(tokenizer, n: int) -> list[list[int]]:
     return out
 
 
-def run_ours(model, cfg, prompts, n_new: int, pad_id: int) -> tuple[float, float, int]:
-    """(total seconds, decode seconds, cache slots); compiled beforehand by a warm-up call."""
+def run_ours(model, cfg, prompts, n_new: int, pad_id: int
+             ) -> tuple[float, float, int, np.ndarray]:
+    """(total s, decode s, cache slots, tokens [B, n_new]); compiled by a warm-up call first."""
     import jax
 
     from searchr1_jax import sampling
@@ -64,10 +70,10 @@ def run_ours(model, cfg, prompts, n_new: int, pad_id: int) -> tuple[float, float
     jax.block_until_ready(out.tokens)
     t2 = time.perf_counter()
     assert int(np.asarray(out.lengths).min()) == n_new
-    return t2 - t0, t2 - t1, slots
+    return t2 - t0, t2 - t1, slots, np.asarray(out.tokens)
 
 
-def run_hf(hf_model, prompts, n_new: int, pad_id: int) -> float:
+def run_hf(hf_model, prompts, n_new: int, pad_id: int) -> tuple[float, np.ndarray]:
     import torch
 
     tokens, mask, _ = left_pad(prompts, pad_id)
@@ -79,17 +85,17 @@ def run_hf(hf_model, prompts, n_new: int, pad_id: int) -> float:
                                 pad_token_id=pad_id)
     dt = time.perf_counter() - t
     assert out.shape[1] - tokens.shape[1] == n_new
-    return dt
+    return dt, out[:, tokens.shape[1]:].numpy()
 
 
-def decode_step_bytes(cfg, batch: int, slots: int) -> float:
-    """Weights (fp32, embedding once) + K and V of every attended slot, per decode step."""
+def decode_step_bytes(cfg, batch: int, slots: int, weight_bytes: int = 4) -> float:
+    """Weights (embedding once) + fp32 K and V of every attended slot, per decode step."""
     h, f, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
     q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
     per_layer = h * q + 2 * h * kv + q * h + 3 * h * f + 2 * h
     weights = L * per_layer + cfg.vocab_size * h * (1 if cfg.tie_word_embeddings else 2) + h
     cache = 2 * L * batch * slots * kv
-    return 4.0 * (weights + cache)
+    return float(weight_bytes * weights + 4 * cache)
 
 
 def main() -> None:
@@ -98,40 +104,58 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
+                        choices=["float32", "bfloat16"])
     args = parser.parse_args()
 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from searchr1_jax.models import load_model, resolve_model
+    from searchr1_jax.models import load_model, resolve_model, with_weight_dtype
 
     model, tokenizer, cfg = load_model(args.model)
     source = resolve_model(args.model)
-    if source.kind == "gguf":
-        hf_model = AutoModelForCausalLM.from_pretrained(
-            os.path.dirname(source.path), gguf_file=os.path.basename(source.path),
-            dtype=torch.float32).eval()
-    else:
-        hf_model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32).eval()
+
+    def load_hf(dtype):
+        if source.kind == "gguf":
+            return AutoModelForCausalLM.from_pretrained(
+                os.path.dirname(source.path), gguf_file=os.path.basename(source.path),
+                dtype=dtype).eval()
+        return AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype).eval()
+
+    hf = {d: load_hf(getattr(torch, d)) for d in sorted(set(args.dtypes) | {"float32"})}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     bandwidth = memcpy_bandwidth()
-    print(f"model {args.model}  fp32  torch threads {torch.get_num_threads()}  "
+    print(f"model {args.model}  compute fp32  torch threads {torch.get_num_threads()}  "
           f"cpus {os.cpu_count()}  memcpy {bandwidth / 1e9:.1f} GB/s")
-    print(f"{'batch':>5} {'ours tok/s':>11} {'ours decode':>12} {'hf tok/s':>9} {'ratio':>6} "
-          f"{'ms/step':>8} {'GB/step':>8} {'roofline':>9}")
+    print(f"{'batch':>5} {'weights':>8} {'ours tok/s':>11} {'ours decode':>12} {'hf tok/s':>9} "
+          f"{'ratio':>6} {'vs hf fp32':>10} {'= hf fp32':>9} {'ms/step':>8} {'GB/step':>8} "
+          f"{'roofline':>9}")
     for batch in args.batches:
         prompts = chat_prompts(tokenizer, batch)
-        run_ours(model, cfg, prompts, args.new, pad_id)            # compile
-        run_hf(hf_model, prompts[:1], 4, pad_id)                    # warm torch
-        ours = [run_ours(model, cfg, prompts, args.new, pad_id) for _ in range(args.repeats)]
-        total, decode, slots = min(ours)
-        hf = min(run_hf(hf_model, prompts, args.new, pad_id) for _ in range(args.repeats))
-        n_tok = batch * args.new
-        step = decode / args.new
-        nbytes = decode_step_bytes(cfg, batch, slots)
-        print(f"{batch:>5} {n_tok / total:>11.1f} {n_tok / decode:>12.1f} {n_tok / hf:>9.1f} "
-              f"{hf / total:>6.2f} {1e3 * step:>8.2f} {nbytes / 1e9:>8.3f} "
-              f"{nbytes / step / bandwidth:>9.1%}", flush=True)
+        run_hf(hf["float32"], prompts[:1], 4, pad_id)                       # warm torch
+        hf32_time, hf32_tokens = min((run_hf(hf["float32"], prompts, args.new, pad_id)
+                                      for _ in range(args.repeats)), key=lambda r: r[0])
+        for dtype in args.dtypes:
+            ours_model = with_weight_dtype(model, dtype)
+            run_ours(ours_model, cfg, prompts, args.new, pad_id)            # compile
+            ours = [run_ours(ours_model, cfg, prompts, args.new, pad_id)
+                    for _ in range(args.repeats)]
+            total, decode, slots, tokens = min(ours, key=lambda r: r[0])
+            if dtype == "float32":
+                hf_time = hf32_time
+            else:
+                run_hf(hf[dtype], prompts[:1], 4, pad_id)
+                hf_time = min(run_hf(hf[dtype], prompts, args.new, pad_id)[0]
+                              for _ in range(args.repeats))
+            same = int(sum(np.array_equal(a, b) for a, b in zip(tokens, hf32_tokens)))
+            n_tok = batch * args.new
+            step = decode / args.new
+            nbytes = decode_step_bytes(cfg, batch, slots, 2 if dtype == "bfloat16" else 4)
+            print(f"{batch:>5} {dtype[:8]:>8} {n_tok / total:>11.1f} {n_tok / decode:>12.1f} "
+                  f"{n_tok / hf_time:>9.1f} {hf_time / total:>6.2f} {hf32_time / total:>10.2f} "
+                  f"{f'{same}/{batch}':>9} {1e3 * step:>8.2f} {nbytes / 1e9:>8.3f} "
+                  f"{nbytes / step / bandwidth:>9.1%}", flush=True)
 
 
 if __name__ == "__main__":

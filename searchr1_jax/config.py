@@ -72,6 +72,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Callable[[Any], str | None] | N
     "rollout.top_k": (int, _non_negative),
     "rollout.pipeline_groups": (int, _positive),
     "rollout.log_trajectories": (bool, None),
+    "rollout.weights_dtype": (str, _one_of("", "float32", "bfloat16")),
     "rl.algo": (str, _one_of("grpo", "ppo")),
     "rl.n_samples": (int, _positive),
     "rl.mask_retrieved_tokens": (bool, None),

@@ -33,7 +33,8 @@ def make_generator(model: Any, tokenizer: Any, cfg: Any, greedy: bool = True) ->
         model, cache_len=None, episode=EpisodeSettings.from_config(cfg),
         max_new_tokens=r.max_response_length, eos_ids=eos_ids_of(tokenizer),
         temperature=0.0 if greedy else float(r.temperature), top_p=float(r.top_p),
-        top_k=int(r.top_k), tokenizer=tokenizer, pad_id=tok.pad_id_of(tokenizer))
+        top_k=int(r.top_k), tokenizer=tokenizer, pad_id=tok.pad_id_of(tokenizer),
+        weights_dtype=r.get("weights_dtype") or None)
 
 
 def eval_settings(cfg: Any) -> EvalSettings:

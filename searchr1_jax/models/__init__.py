@@ -5,4 +5,4 @@ from searchr1_jax.models.hf_io import (export_hf, load_hf_checkpoint, model_from
 from searchr1_jax.models.kv_cache import KVCache
 from searchr1_jax.models.loader import ModelResolveError, ModelSource, load_model, resolve_model
 from searchr1_jax.models.safetensors_io import CheckpointError
-from searchr1_jax.models.transformer import Transformer
+from searchr1_jax.models.transformer import Transformer, with_weight_dtype

@@ -335,3 +335,28 @@ class Transformer(nnx.Module):
         hidden, cache = self.backbone(tokens, positions, token_mask, cache, advance)
         return self.lm_head(hidden), cache
 
+
+
+def with_weight_dtype(model: nnx.Module, dtype) -> nnx.Module:
+    """A copy of ``model`` whose weight matrices (every ``kernel`` and the ``embedding``) are
+    stored in ``dtype``; norms, biases and the compute dtype are unchanged.
+
+    For serving: bf16 weights under fp32 compute halve the bytes each decode step reads and run
+    bf16 x bf16 matmuls with fp32 accumulation (``matmul_dtype``), as vLLM serves Search-R1's
+    rollouts in bf16. ``None`` (or weights already in ``dtype``) returns ``model`` itself.
+    """
+    if dtype is None:
+        return model
+    dtype = jnp.dtype(dtype)
+    graphdef, state = nnx.split(model)
+
+    def is_weight(path) -> bool:
+        names = [getattr(k, "key", None) for k in path]
+        return "kernel" in names[-2:] or "embedding" in names[-2:]
+
+    leaves = jax.tree_util.tree_leaves_with_path(state)
+    if all(a.dtype == dtype for p, a in leaves if is_weight(p)):
+        return model
+    cast = jax.tree_util.tree_map_with_path(
+        lambda p, a: a.astype(dtype) if is_weight(p) else a, state)
+    return nnx.merge(graphdef, cast)

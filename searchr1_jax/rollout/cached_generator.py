@@ -10,7 +10,7 @@ leave the context (``extend(.., drop)``) is one incremental prefill:
   * ``d == 0``: feed ``[last_token] + c[:-1]``;
   * ``d >= 1``: rewind ``end`` by ``d - 1`` slots (the sampler did not feed the last sampled
     token) and feed ``c[:-1]``;
-then ``last_token = c[-1]``. Chunks are right-padded to a power-of-two bucket and written at
+then ``last_token = c[-1]``. Chunks are right-padded to a bucket (``bucket_length``) and written at
 each row's own offset with ``advance = real length``, so pad slots are overwritten later.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 
 from searchr1_jax.rollout.generator import TurnOutput
+from searchr1_jax.sampling.sampler import bucket_length
 
 
 @flax.struct.dataclass
@@ -77,12 +78,16 @@ class CachedGenerator:
                  eos_ids: Sequence[int], temperature: float = 1.0, top_p: float = 1.0,
                  top_k: int = 0, stop_sequences: Sequence[str] = ("</search>", "</answer>"),
                  cache_dtype: Any = None, episode: Any = None, tokenizer: Any = None,
-                 pad_id: int = 0, stop_table: Any = None):
+                 pad_id: int = 0, stop_table: Any = None, weights_dtype: Any = None):
         """``cache_len=None`` sizes the cache per batch from ``episode`` (``EpisodeSettings``):
         ``bucket(min(max_prompt_length, longest prompt + max_turns * (R + max_obs_length))
         + R)`` with ``R = max_new_tokens``: the most any row can hold, far less than
         ``max_prompt_length + R`` for short prompts (a 4096-slot cache per row is most of the
-        rollout's memory)."""
+        rollout's memory).
+
+        ``weights_dtype`` (e.g. ``"bfloat16"``): sample from a copy of the model's weight
+        matrices in that dtype (``models.with_weight_dtype``), made at each ``start`` so it
+        follows the live weights. ``None``: the model as it is."""
         if cache_len is None and episode is None:
             raise ValueError("CachedGenerator: pass cache_len or episode (EpisodeSettings)")
         if stop_sequences and tokenizer is None and stop_table is None:
@@ -94,11 +99,13 @@ class CachedGenerator:
         self.cache_len, self.episode = (None if cache_len is None else int(cache_len)), episode
         self.eos_ids, self.stop_sequences = tuple(int(e) for e in eos_ids), list(stop_sequences)
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
-        self.cache_dtype = cache_dtype
+        self.cache_dtype, self.weights_dtype = cache_dtype, weights_dtype
+        self._serving = None   # the model ``start`` samples from (see weights_dtype)
 
     # -- TurnGenerator -------------------------------------------------------------------
     def start(self, prompts: Sequence[Sequence[int]], seed: int) -> GeneratorState:
-        from searchr1_jax.models import KVCache
+        from searchr1_jax.models import KVCache, with_weight_dtype
+        self._serving = with_weight_dtype(self.model, self.weights_dtype)
         b = len(prompts)
         lengths = np.array([len(p) for p in prompts])
         cache_len = self.cache_len_for(int(lengths.max()))
@@ -119,7 +126,7 @@ class CachedGenerator:
         key, sub = jax.random.split(state.key)
         d = state.device
         out = sampling.generate(
-            self.model, d.cache, d.last_token, d.last_pos, sub,
+            self._serving, d.cache, d.last_token, d.last_pos, sub,
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
             top_k=self.top_k, eos_ids=list(self.eos_ids), stop_sequences=self.stop_table(),
             active=jnp.asarray(active, bool), pad_id=self.pad_id)
@@ -165,7 +172,7 @@ class CachedGenerator:
 
     def next_token_logits(self, state: GeneratorState) -> jax.Array:
         """``[B, V]`` logits the next sampled token would come from (tests, scoring)."""
-        graphdef, params = nnx.split(self.model)
+        graphdef, params = nnx.split(self._serving)
         return _peek_jit(graphdef, params, state.device)
 
     def _feed(self, state: GeneratorState, chunks: list[list[int]], drop: np.ndarray, *,
@@ -195,7 +202,7 @@ class CachedGenerator:
             row = int(new_len.argmax())
             raise ValueError(f"row {row}: context of {new_len[row]} tokens exceeds cache_len "
                              f"= {cache_len}")
-        width = bucket(max(len(f) for f in feeds))
+        width = bucket_length(max(len(f) for f in feeds), 8)
         tokens = np.zeros((b, width), np.int32)
         mask = np.zeros((b, width), bool)
         for i, f in enumerate(feeds):
@@ -203,7 +210,7 @@ class CachedGenerator:
             mask[i, :len(f)] = True
         positions = starts[:, None] + np.arange(width)[None, :]
         advance = mask.sum(1)
-        graphdef, params = nnx.split(self.model)
+        graphdef, params = nnx.split(self._serving)
         device = _append_jit(graphdef, params, state.device, jnp.asarray(tokens),
                              jnp.asarray(positions, jnp.int32), jnp.asarray(mask),
                              jnp.asarray(advance, jnp.int32), jnp.asarray(rewind, jnp.int32),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from searchr1_jax.models import ModelConfig, Transformer
+from searchr1_jax.models import ModelConfig, Transformer, with_weight_dtype
 from searchr1_jax.rollout.cached_generator import CachedGenerator, bucket
 
 CFG = ModelConfig(family="qwen2", vocab_size=97, hidden_size=32, intermediate_size=64,
@@ -83,6 +83,33 @@ def test_appended_observations_match_full_forward(model):
         assert state.context_len.tolist() == [len(c) for c in contexts]
         np.testing.assert_allclose(gen.next_token_logits(state),
                                    full_forward_last_logits(model, contexts), atol=2e-5)
+
+
+def test_bf16_serving_weights_follow_the_live_model(model):
+    """``weights_dtype``: the cached path equals a full forward of the bf16-weight copy, the
+    fp32 model is untouched, and the copy is re-made at ``start`` after a weight update."""
+    gen = CachedGenerator(model, cache_len=64, max_new_tokens=4, eos_ids=[1],
+                          stop_sequences=(), weights_dtype="bfloat16")
+    prompts = [[5, 6, 7, 8], [9, 10]]
+    state = gen.start(prompts, seed=0)
+    assert model.layers[0].mlp.up_proj.kernel[...].dtype == jnp.float32
+    served = with_weight_dtype(model, "bfloat16")
+    np.testing.assert_allclose(gen.next_token_logits(state),
+                               full_forward_last_logits(served, prompts), atol=2e-5)
+    state = gen.extend(simulate_turn(gen, state, [[11, 12], [13]]), [[14, 15, 16], [17]],
+                       np.array([0, 0]))
+    contexts = [[5, 6, 7, 8, 11, 12, 14, 15, 16], [9, 10, 13, 17]]
+    np.testing.assert_allclose(gen.next_token_logits(state),
+                               full_forward_last_logits(served, contexts), atol=2e-5)
+    before = np.asarray(gen.next_token_logits(gen.start(prompts, seed=0)))
+    kernel = model.layers[0].mlp.up_proj.kernel
+    old = kernel[...]
+    try:
+        kernel[...] = old * 2.0                    # an optimizer step, in place
+        after = np.asarray(gen.next_token_logits(gen.start(prompts, seed=0)))
+    finally:
+        kernel[...] = old
+    assert np.abs(after - before).max() > 1e-3
 
 
 def test_bad_drop_and_overflow_are_clear(model):

@@ -151,3 +151,11 @@ def test_sharded_4x2_equals_unsharded(tiny):
         np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ref.tokens))
         np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs),
                                    atol=1e-4)
+
+
+def test_bucket_length_two_shapes_per_octave():
+    sizes = [sampling.bucket_length(n) for n in range(1, 1025)]
+    assert sizes[:16] == [16] * 16 and sizes[16] == 24 and sizes[43] == 48     # n = 17, 44
+    assert all(s >= n for n, s in enumerate(sizes, 1))
+    assert all(s <= max(16, 1.5 * n) for n, s in enumerate(sizes, 1))            # <= 1/3 pad
+    assert sorted(set(sizes)) == [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
