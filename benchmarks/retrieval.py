@@ -9,13 +9,12 @@ are fresh points from the same mixture. With ``--emb_dir`` (an encode_corpus out
 corpus embeddings are benchmarked too, with the QA set's questions (MiniLM) as queries.
 Flat fp32 bytes = N x D x 4 (Search-R1's flat e5 index); wiki-18 sizes are extrapolated to 21M.
 
-Measured on the shared 2-core CPU box (2026-11-22, machine quiet):
-  --n 1000000 --leaves_to_search 20 --training_sample_size 100000: recall@3 0.9997 (AH only
-  0.677), exact 47 q/s, ScaNN 673 q/s (14.4x; 10 leaves: 0.9990 at 940 q/s), build 208 s,
-  ScaNN files 376 MiB = 0.128 of flat fp32, fp16 reorder vectors 0.5 (memory-mapped);
-  wiki-18 extrapolated: flat 60.1 GiB, ScaNN 7.7 GiB, fp16 reorder store 30.1 GiB.
-  Real MiniLM embeddings of hotpotqa_dev500 (4,858 x 384, 500 questions): recall@3 0.965,
-  ScaNN 4,406 q/s vs exact 1,664 q/s (2.6x: exact is cheap at this size).
+Index bytes = every file of the saved index directory (ScaNN files, codes, tree, tokens, ...).
+
+Measured on the shared 2-core CPU box (2026-11-22), --n 1000000 --leaves_to_search 20
+--training_sample_size 100000 (docs/benchmarks.md):
+  --rescore compact: recall@3 0.649, 2,416 vs 97 q/s (24.8x), 0.1249 of flat fp32 (wiki-18 7.5 GiB)
+  --rescore fp16:    recall@3 0.9977, 1,910 vs 98 q/s (19.5x), 0.628 of flat (wiki-18 37.8 GiB)
 """
 from __future__ import annotations
 
@@ -88,10 +87,11 @@ def bench(name: str, holder: list, queries: np.ndarray, args) -> dict:
                                 ("reorder_k", args.reorder_k),
                                 ("dims_per_block", args.dims_per_block),
                                 ("training_sample_size", args.training_sample_size)) if v}
+    params["rescore"] = args.rescore
     scann = ScannIndex.build(db, params=params)
     build_s = time.perf_counter() - t
     print(f"ScaNN build {build_s:.1f} s, params {scann.params}; RSS {rss_mib():,.0f} MiB")
-    fp16 = scann.vectors  # the float16 copy both indexes share
+    fp16 = db.astype(np.float16)  # the exact index's copy
     del db
     gc.collect()
     exact = ExactIndex(fp16)
@@ -109,32 +109,35 @@ def bench(name: str, holder: list, queries: np.ndarray, args) -> dict:
             qps = timed_qps(lambda q: scann.search(q, 3), queries, args.batch, args.repeats)
             print(f"  leaves_to_search {leaves}: recall@3 {r:.4f}, {qps:,.0f} queries/s")
             scann.params["leaves_to_search"] = old
+    del exact, fp16
+    gc.collect()
     with tempfile.TemporaryDirectory(dir=args.tmp) as d:
         scann.save(d)
-        sizes = scann.nbytes(d)
-        del scann, exact
+        sizes = ScannIndex.nbytes(d)
+        del scann
         gc.collect()
         before = rss_mib()
-        loaded = load_index(d)  # the float16 vectors are memory-mapped, not read
+        loaded = load_index(d)  # the re-scoring store is memory-mapped, not read
         loaded.search(queries[:args.batch], 3)
         print(f"RSS growth from loading the saved ScaNN index and one search batch: "
               f"{rss_mib() - before:,.0f} MiB")
         del loaded
     flat = n * dim * 4
-    per_vec_scann, per_vec_fp16 = sizes["scann"] / n, sizes["reorder_vectors"] / n
+    total = sizes["total"]
     row = {"name": name, "n": n, "recall@3": r3, "recall@3_no_reorder": r3_ah,
            "qps_exact": qps_exact, "qps_scann": qps_scann, "speedup": qps_scann / qps_exact,
-           "flat_fp32_bytes": flat, "scann_bytes": sizes["scann"],
-           "reorder_fp16_bytes": sizes["reorder_vectors"], "build_s": build_s}
+           "flat_fp32_bytes": flat, "index_bytes": total, "fraction_of_flat": total / flat,
+           "build_s": build_s}
     print(f"recall@3 vs exact: {r3:.4f} (AH only, no reorder: {r3_ah:.4f})")
     print(f"queries/s at batch {args.batch}: exact {qps_exact:,.0f}  ScaNN {qps_scann:,.0f}  "
           f"({qps_scann / qps_exact:.1f}x)")
-    print(f"bytes: flat fp32 {flat / 2**20:,.1f} MiB | ScaNN tree+codes {sizes['scann'] / 2**20:,.1f}"
-          f" MiB ({sizes['scann'] / flat:.3f} of flat) | fp16 reorder vectors (memory-mapped) "
-          f"{sizes['reorder_vectors'] / 2**20:,.1f} MiB ({sizes['reorder_vectors'] / flat:.3f})")
+    print("index directory bytes per vector: " + ", ".join(
+        f"{k} {v / n:.1f}" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])))
+    print(f"bytes: flat fp32 {flat / 2**20:,.1f} MiB | index directory (everything) "
+          f"{total / 2**20:,.1f} MiB = {total / flat:.4f} of flat fp32 (target <= 0.125)")
     print(f"wiki-18 ({WIKI18:,} x {dim}) extrapolated: flat fp32 {WIKI18 * dim * 4 / 2**30:.1f} GiB"
-          f" | ScaNN {WIKI18 * per_vec_scann / 2**30:.1f} GiB | fp16 reorder store "
-          f"{WIKI18 * per_vec_fp16 / 2**30:.1f} GiB")
+          f" | index directory {WIKI18 * total / n / 2**30:.1f} GiB (per-vector bytes x 21M; the "
+          f"tree's share shrinks with n)")
     return row
 
 
@@ -155,6 +158,8 @@ def main():
                    default=[], help="extra leaves_to_search settings to report, e.g. 40,80,160")
     p.add_argument("--emb_dir", default="", help="encode_corpus output to benchmark as well")
     p.add_argument("--qa", default="hotpotqa_dev500", help="questions for --emb_dir")
+    p.add_argument("--rescore", default="compact", choices=["compact", "fp16"],
+                   help="re-scoring store: compact codes (1/8 budget) or float16 vectors")
     p.add_argument("--tmp", default=None, help="where to write the index for byte counts")
     args = p.parse_args()
 

@@ -2,11 +2,12 @@
 
 Both answer ``search(query_vectors float[Q, H], k) -> (rows int64[Q, k'], scores float32[Q, k'])``
 with k' = min(k, N), score = <q, x> (cosine for unit vectors), best first.
-ScaNN: k-means tree partitioning, then anisotropic asymmetric hashing (4-bit codes, 2 dims per
-block: H/4 bytes a vector) scores the points of the searched leaves, then the top
-``reorder_k`` candidates are re-scored exactly against the float16 vectors, memory-mapped from
-the index directory. Directories hold ``index.json`` (manifest) and numpy/ScaNN files; nothing
-is unpickled when loading.
+ScaNN: k-means tree partitioning, then anisotropic asymmetric hashing (4-bit codes) scores the
+points of the searched leaves, then the top ``reorder_k`` candidates are re-scored: exactly
+against float16 vectors memory-mapped from the index directory (default), or with a compact
+PCA + scalar-quantised residual code that keeps the directory within 1/8 of flat fp32
+(``rescore="compact"``; lower recall, see ``scann_params``). Directories hold ``index.json``
+(manifest) and numpy/ScaNN files; nothing is unpickled when loading.
 """
 from __future__ import annotations
 
@@ -96,48 +97,240 @@ class ExactIndex:
                                     "dim": self.dim})
 
 
-def scann_params(n: int) -> dict:
-    """ScaNN settings from the corpus size.
+def scann_params(n: int, rescore: str = "fp16") -> dict:
+    """ScaNN settings from the corpus size and the re-scoring store.
 
     About sqrt(n) k-means leaves (ScaNN's guidance); the searched fraction of leaves is
-    clip(0.25 * 1e5 / n, 0.02, 0.25). Measured recall@3 vs exact: a quarter of the leaves
-    gives >= 0.96 on 4.9k and 28k real MiniLM vectors; on 1M clustered 768-d vectors 2% of
-    the leaves (20 of 1000) gives 0.9997 at 14x exact's queries/s (benchmarks/retrieval.py).
-    wiki-18 (21M): 4583 leaves, 92 searched. Below 4,000 vectors there is no tree.
+    clip(0.25 * 1e5 / n, 0.02, 0.25). wiki-18 (21M): 4583 leaves, 92 searched. Below 4,000
+    vectors there is no tree.
+
+    ``rescore="fp16"`` (default): AH with 2 dims per block (ScaNN writes one byte per 4-bit
+    code: H/2 bytes a vector) proposes 40 candidates, re-scored exactly against a float16 copy
+    of the vectors. Measured recall@3 0.9997 at 1M, but the directory is ~0.63 of flat fp32.
+    ``rescore="compact"``: AH with 4 dims per block (H/4 bytes) proposes 200 candidates,
+    re-scored with ``_Rescorer`` codes sized so the whole directory is ``budget`` (1/8) of
+    flat fp32. Measured recall@3 0.649 at 1M synthetic, 0.697 on 28k real MiniLM vectors
+    (docs/benchmarks.md): below the 0.95 target, so not the default.
     """
+    if rescore not in ("fp16", "compact"):
+        raise RetrievalError(f"rescore must be 'fp16' or 'compact', got {rescore!r}")
     num_leaves = 0 if n < 4_000 else int(round(math.sqrt(n)))
     fraction = min(0.25, max(0.02, 0.25 * 1e5 / max(n, 1)))
+    compact = rescore == "compact"
     return {"num_leaves": num_leaves,
             "leaves_to_search": int(math.ceil(fraction * num_leaves)),
             "training_sample_size": min(n, 250_000),
             "spherical": True,  # unit vectors: spherical k-means (measured: fewer missed leaves)
-            "dims_per_block": 2,
+            "dims_per_block": 4 if compact else 2,
             "anisotropic_threshold": 0.2,
-            "reorder_k": 40}  # measured: 20..100 give the same recall@3; the leaves decide it
+            "reorder_k": 200 if compact else 40,  # fp16: 20..100 give the same recall@3
+            "rescore": rescore,
+            "budget": 0.125}
+
+
+class _Fp16Rescorer:
+    """Exact re-scoring against a float16 copy of the vectors (memory-mapped after load)."""
+
+    def __init__(self, vectors):
+        self.codes = vectors
+
+    def score(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        cand = self.codes[rows.reshape(-1)].astype(np.float32).reshape(*rows.shape, -1)
+        return np.einsum("qh,qch->qc", q, cand)
+
+    def save(self, directory: str) -> None:
+        np.save(os.path.join(directory, "vectors.npy"), self.codes)
+
+    @staticmethod
+    def load(directory: str, mmap: bool) -> "_Fp16Rescorer":
+        return _Fp16Rescorer(np.load(os.path.join(directory, "vectors.npy"),
+                                     mmap_mode="r" if mmap else None, allow_pickle=False))
+
+
+# Uniform scalar quantisers for unit-variance Gaussians: half-range in sigmas, relative MSE.
+_SQ_RANGE = {8: 4.0, 4: 2.68, 2: 1.99}
+_SQ_MSE = {0: 1.0, 2: 0.1175, 4: 0.0095, 8: 0.00005}
+
+
+def _allocate_bits(gain: np.ndarray, nbytes: int) -> tuple[int, int, int]:
+    """(n8, n4, n2): the first n8 dims (by descending ``gain``) get 8 bits, the next n4 4 bits,
+    the next n2 2 bits, within ``nbytes``; minimises sum(gain * relative MSE)."""
+    d = len(gain)
+    if nbytes >= d // 4:  # measured: every coordinate at >= 2 bits, then 8 bits for the top
+        n8 = min(d, (nbytes - d // 4) * 4 // 3)
+        return n8, 0, (d - n8) // 4 * 4
+    cum = np.concatenate([[0.0], np.cumsum(gain)])
+    best, best_err = (0, 0, 0), float(cum[-1])
+    for n8 in range(0, min(d, nbytes) + 1):
+        left = nbytes - n8
+        for n4 in range(0, min(d - n8, 2 * left) + 1, 2):
+            n2 = min(d - n8 - n4, 4 * (left - n4 // 2)) // 4 * 4
+            a, b, c = n8, n8 + n4, n8 + n4 + n2
+            err = (_SQ_MSE[8] * cum[a] + _SQ_MSE[4] * (cum[b] - cum[a])
+                   + _SQ_MSE[2] * (cum[c] - cum[b]) + (cum[-1] - cum[c]))
+            if err < best_err:
+                best, best_err = (n8, n4, n2), err
+    return best
+
+
+class _Rescorer:
+    """Compact re-scoring code: x ~ mean[leaf] + R^T y, y = residual in a PCA basis of the
+    within-leaf residuals, scalar-quantised with 8/4/2/0 bits a coordinate, the bits given to
+    the coordinates with the largest (query energy x residual variance). Packed bytes:
+    [n8 bytes | n4/2 bytes of nibbles | n2/4 bytes of four 2-bit levels]."""
+
+    def __init__(self, means, rotation, steps, tiers, codes, tokens):
+        self.means, self.rotation, self.steps = means, rotation, steps  # [L,D] [D,K] [K]
+        self.tiers, self.codes, self.tokens = tuple(int(t) for t in tiers), codes, tokens
+
+    @staticmethod
+    def fit(x: np.ndarray, tokens: np.ndarray, num_leaves: int, nbytes: int, seed: int = 0
+            ) -> "_Rescorer":
+        n, d = x.shape
+        sums = np.zeros((max(num_leaves, 1), d), np.float64)
+        for s in range(0, n, 65_536):
+            np.add.at(sums, tokens[s:s + 65_536], x[s:s + 65_536])
+        counts = np.bincount(tokens, minlength=len(sums))[:, None]
+        means = (sums / np.maximum(counts, 1)).astype(np.float16)
+        sample = np.sort(np.random.default_rng(seed).choice(n, min(n, 50_000), replace=False))
+        xs = np.asarray(x[sample], np.float32)
+        res = xs - means[tokens[sample]].astype(np.float32)
+        var, vecs = np.linalg.eigh(res.T @ res / len(res))
+        query_energy = ((xs @ vecs) ** 2).mean(0)  # the vectors stand in for the queries
+        gain = np.maximum(var, 0) * query_energy
+        order = np.argsort(-gain)
+        n8, n4, n2 = _allocate_bits(gain[order], nbytes)
+        keep = order[:n8 + n4 + n2]
+        rotation = vecs[:, keep].astype(np.float16)
+        sigma = np.sqrt(np.maximum(var[keep], 1e-12))
+        bits = np.array([8] * n8 + [4] * n4 + [2] * n2)
+        steps = (2 * np.array([_SQ_RANGE[b] for b in bits]) * sigma / 2.0 ** bits
+                 ).astype(np.float32)
+        out = _Rescorer(means, rotation, steps, (n8, n4, n2), None, tokens)
+        out.codes = out.encode(x)
+        return out
+
+    @property
+    def nbytes_per_vector(self) -> int:
+        n8, n4, n2 = self.tiers
+        return n8 + n4 // 2 + n2 // 4
+
+    def _levels(self):
+        n8, n4, n2 = self.tiers
+        return np.array([256] * n8 + [16] * n4 + [4] * n2, np.float32)
+
+    def encode(self, x: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        n8, n4, n2 = self.tiers
+        levels = self._levels()
+        rot = self.rotation.astype(np.float32)
+        out = np.empty((len(x), self.nbytes_per_vector), np.uint8)
+        for s in range(0, len(x), chunk):
+            part = np.asarray(x[s:s + chunk], np.float32)
+            y = (part - self.means[self.tokens[s:s + chunk]].astype(np.float32)) @ rot
+            q = np.clip(np.floor(y / self.steps + levels / 2), 0, levels - 1).astype(np.uint8)
+            q4 = q[:, n8:n8 + n4].reshape(len(q), -1, 2)
+            q2 = q[:, n8 + n4:].reshape(len(q), -1, 4)
+            out[s:s + chunk] = np.concatenate(
+                [q[:, :n8], q4[..., 0] | (q4[..., 1] << 4),
+                 q2[..., 0] | (q2[..., 1] << 2) | (q2[..., 2] << 4) | (q2[..., 3] << 6)], 1)
+        return out
+
+    def decode_levels(self, packed: np.ndarray) -> np.ndarray:
+        """uint8 [..., bytes] -> centred quantisation levels float32 [..., K] (times steps: y)."""
+        n8, n4, n2 = self.tiers
+        b4 = packed[..., n8:n8 + n4 // 2]
+        b2 = packed[..., n8 + n4 // 2:]
+        q = np.concatenate(
+            [packed[..., :n8],
+             np.stack([b4 & 15, b4 >> 4], -1).reshape(*b4.shape[:-1], -1),
+             np.stack([b2 & 3, (b2 >> 2) & 3, (b2 >> 4) & 3, b2 >> 6], -1
+                      ).reshape(*b2.shape[:-1], -1)], -1)
+        return q.astype(np.float32) + 0.5 - self._levels() / 2
+
+    def score(self, q: np.ndarray, rows: np.ndarray, chunk: int = 64) -> np.ndarray:
+        """Approximate <q, x_row> for rows int64 [Q, C] -> float32 [Q, C]."""
+        base = np.take_along_axis(q @ self.means.astype(np.float32).T, self.tokens[rows], 1)
+        qy = (q @ self.rotation.astype(np.float32)) * self.steps
+        out = np.empty(rows.shape, np.float32)
+        for s in range(0, len(q), chunk):
+            lv = self.decode_levels(self.codes[rows[s:s + chunk].reshape(-1)])
+            lv = lv.reshape(*rows[s:s + chunk].shape, -1)
+            out[s:s + chunk] = np.einsum("qk,qck->qc", qy[s:s + chunk], lv)
+        return base + out
+
+    def save(self, directory: str) -> None:
+        for name in ("means", "rotation", "steps", "codes"):
+            np.save(os.path.join(directory, f"rescore_{name}.npy"), getattr(self, name))
+
+    @staticmethod
+    def load(directory: str, tiers, tokens, mmap: bool) -> "_Rescorer":
+        arr = {name: np.load(os.path.join(directory, f"rescore_{name}.npy"),
+                             mmap_mode="r" if mmap and name == "codes" else None,
+                             allow_pickle=False)
+               for name in ("means", "rotation", "steps", "codes")}
+        return _Rescorer(arr["means"], arr["rotation"], arr["steps"], tiers, arr["codes"],
+                         tokens)
+
+
+def _tokens_of(searcher, n: int) -> np.ndarray:
+    """Each vector's leaf: ScaNN's own datapoint_to_token.npy (the serialised tokenisation)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        searcher.serialize(d, relative_path=True)
+        return _load_tokens(d, n, mmap=False)
+
+
+def _load_tokens(art: str, n: int, mmap: bool) -> np.ndarray:
+    path = os.path.join(art, "datapoint_to_token.npy")
+    if not os.path.exists(path):  # no tree
+        return np.zeros(n, np.int32)
+    tokens = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    if tokens.shape != (n,):
+        raise RetrievalError(f"{path}: shape {tokens.shape}, expected ({n},)")
+    return tokens
+
+
+def _fixed_bytes(n: int, dim: int, num_leaves: int, dims_per_block: int) -> float:
+    """Bytes the directory stores besides the re-scoring codes (estimate, for the budget):
+    AH codes (a byte per block), tokens (int32), tree (ScaNN keeps two float32 copies of the
+    centres), leaf means (float16), the rotation (float16, at most D x D), steps, headers."""
+    return (n * (math.ceil(dim / dims_per_block) + 4 * (num_leaves > 0))
+            + num_leaves * dim * (8 + 2) + 2 * dim * dim + 4 * dim + 16_384)
 
 
 class ScannIndex:
-    """ScaNN tree + asymmetric hashing, then exact re-scoring of ``reorder_k`` candidates."""
+    """ScaNN tree + asymmetric hashing proposes ``reorder_k`` candidates, re-scored against
+    float16 vectors (``_Fp16Rescorer``) or a compact code (``_Rescorer``, whole directory within
+    ``budget`` x flat fp32 bytes)."""
 
     kind = "scann"
 
-    def __init__(self, searcher, vectors: np.ndarray, params: dict):
-        self._searcher, self.vectors, self.params = searcher, vectors, params
+    def __init__(self, searcher, rescorer: _Rescorer, params: dict, dim: int):
+        self._searcher, self._rescorer, self.params = searcher, rescorer, params
+        self._dim = dim
 
     @property
     def num_vectors(self) -> int:
-        return len(self.vectors)
+        return len(self._rescorer.codes)
 
     @property
     def dim(self) -> int:
-        return self.vectors.shape[1]
+        return self._dim
+
+    @property
+    def vectors(self):
+        """The float16 re-scoring copy (``rescore="fp16"`` only)."""
+        if not isinstance(self._rescorer, _Fp16Rescorer):
+            raise AttributeError("a compact ScaNN index keeps no copy of the vectors")
+        return self._rescorer.codes
 
     @classmethod
     def build(cls, vectors: np.ndarray, params: dict | None = None, threads: int = 0
               ) -> "ScannIndex":
         import scann  # lazy: optional dependency
-        vectors = np.asarray(vectors)
-        params = {**scann_params(len(vectors)), **(params or {})}
+        params = {**scann_params(len(vectors), (params or {}).get("rescore", "fp16")),
+                  **(params or {})}
+        n, dim = vectors.shape
         db = np.ascontiguousarray(vectors, np.float32)
         builder = scann.scann_ops_pybind.builder(db, params["reorder_k"], "dot_product")
         if threads:
@@ -152,8 +345,20 @@ class ScannIndex:
                                        "anisotropic_threshold"],
                                    training_sample_size=params["training_sample_size"])
         searcher = builder.build()
+        if params["rescore"] == "fp16":
+            fp16 = np.asarray(vectors).astype(np.float16, copy=False)
+            return cls(searcher, _Fp16Rescorer(fp16), params, dim)
+        tokens = _tokens_of(searcher, n)
+        budget = params["budget"] * n * dim * 4 - _fixed_bytes(n, dim, params["num_leaves"],
+                                                                params["dims_per_block"])
+        # Small corpora cannot meet the budget (the tree and rotation dominate): a floor of
+        # D/8 bytes a vector keeps re-scoring useful there.
+        code_bytes = max(dim // 8, int(budget // n))
+        rescorer = _Rescorer.fit(db, tokens, params["num_leaves"], min(code_bytes, dim))
+        params["code_bytes"] = rescorer.nbytes_per_vector
+        params["tiers"] = list(rescorer.tiers)
         del db
-        return cls(searcher, vectors.astype(np.float16, copy=False), params)
+        return cls(searcher, rescorer, params, dim)
 
     def search(self, query_vectors: np.ndarray, k: int, reorder: bool = True
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -169,9 +374,8 @@ class ScannIndex:
         rows = np.asarray(rows, np.int64)
         if not reorder:
             return rows[:, :k], np.asarray(approx, np.float32)[:, :k]
-        # Exact re-scoring of the candidates (ScaNN pads short lists with row 0: dedupe below).
-        cand = self.vectors[rows.reshape(-1)].astype(np.float32).reshape(*rows.shape, self.dim)
-        exact = np.einsum("qh,qch->qc", q, cand)
+        # Re-score the candidates (ScaNN pads short lists with row 0: dedupe below).
+        scores = self._rescorer.score(q, rows)
         dup = np.zeros_like(rows, bool)
         srt = np.sort(rows, axis=1)
         if (srt[:, 1:] == srt[:, :-1]).any():  # rare: mark repeated rows after the first
@@ -179,26 +383,31 @@ class ScannIndex:
                 _, first = np.unique(rows[i], return_index=True)
                 dup[i] = True
                 dup[i, first] = False
-        exact = np.where(dup, -np.inf, exact)
-        top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(rows, top, 1), np.take_along_axis(exact, top, 1)
+        scores = np.where(dup, -np.inf, scores)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(rows, top, 1), np.take_along_axis(scores, top, 1)
 
     def save(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
         art = os.path.join(directory, "scann")
         if os.path.exists(art):
             shutil.rmtree(art)
         os.makedirs(art)
         self._searcher.serialize(art, relative_path=True)
-        np.save(os.path.join(directory, "vectors.npy"), self.vectors)
+        self._rescorer.save(directory)
         _write_manifest(directory, {"kind": "scann", "num_vectors": self.num_vectors,
                                     "dim": self.dim, "params": self.params})
 
-    def nbytes(self, directory: str) -> dict:
-        """On-disk bytes: ScaNN artefacts (tree, codes, codebooks) and the float16 vectors."""
-        art = os.path.join(directory, "scann")
-        scann_bytes = sum(os.path.getsize(os.path.join(art, f)) for f in os.listdir(art))
-        return {"scann": scann_bytes,
-                "reorder_vectors": os.path.getsize(os.path.join(directory, "vectors.npy"))}
+    @staticmethod
+    def nbytes(directory: str) -> dict:
+        """On-disk bytes of everything in the index directory, by file, and ``total``."""
+        sizes = {}
+        for root, _, files in os.walk(directory):
+            for f in files:
+                path = os.path.join(root, f)
+                sizes[os.path.relpath(path, directory)] = os.path.getsize(path)
+        sizes["total"] = sum(sizes.values())
+        return sizes
 
 
 def _write_manifest(directory: str, body: dict) -> None:
@@ -215,12 +424,12 @@ def load_index(directory: str, mmap: bool = True) -> ExactIndex | ScannIndex:
         manifest = json.load(f)
     if manifest.get("format") != _FORMAT:
         raise RetrievalError(f"{path}: format {manifest.get('format')!r}, expected {_FORMAT!r}")
-    vectors = np.load(os.path.join(directory, "vectors.npy"), mmap_mode="r" if mmap else None,
-                      allow_pickle=False)
-    if vectors.shape != (manifest["num_vectors"], manifest["dim"]):
-        raise RetrievalError(f"{directory}/vectors.npy: shape {vectors.shape}, manifest says "
-                             f"{(manifest['num_vectors'], manifest['dim'])}")
     if manifest["kind"] == "exact":
+        vectors = np.load(os.path.join(directory, "vectors.npy"),
+                          mmap_mode="r" if mmap else None, allow_pickle=False)
+        if vectors.shape != (manifest["num_vectors"], manifest["dim"]):
+            raise RetrievalError(f"{directory}/vectors.npy: shape {vectors.shape}, manifest "
+                                 f"says {(manifest['num_vectors'], manifest['dim'])}")
         return ExactIndex(vectors)
     if manifest["kind"] == "scann":
         import scann
@@ -228,5 +437,15 @@ def load_index(directory: str, mmap: bool = True) -> ExactIndex | ScannIndex:
         if os.path.exists(os.path.join(art, "scann_docids.pkl")):
             raise RetrievalError(f"{art}: contains a pickle (scann_docids.pkl); refusing to load")
         searcher = scann.scann_ops_pybind.load_searcher(art)
-        return ScannIndex(searcher, vectors, manifest["params"])
+        n, params = manifest["num_vectors"], manifest["params"]
+        if params.get("rescore", "fp16") == "fp16":
+            rescorer, shape = _Fp16Rescorer.load(directory, mmap), (n, manifest["dim"])
+        else:
+            tokens = _load_tokens(art, n, mmap=False)
+            rescorer = _Rescorer.load(directory, params["tiers"], tokens, mmap)
+            shape = (n, params["code_bytes"])
+        if rescorer.codes.shape != shape:
+            raise RetrievalError(f"{directory}: re-scoring store shape {rescorer.codes.shape}, "
+                                 f"manifest says {shape}")
+        return ScannIndex(searcher, rescorer, params, manifest["dim"])
     raise RetrievalError(f"{path}: unknown index kind {manifest['kind']!r}")

@@ -72,7 +72,7 @@ def test_scann_recall_on_real_word_embeddings(word_vectors, tmp_path):
     r_no_reorder = recall(index.search(queries, 3, reorder=False)[0], exact_rows)
     print(f"ScaNN recall@3 on MiniLM token embeddings: {r:.3f} (AH only: {r_no_reorder:.3f})")
     assert r >= 0.95
-    # Reordered scores are exact inner products.
+    # Reordered scores are exact inner products (default: float16 re-scoring store).
     np.testing.assert_allclose(scores, np.einsum("qh,qkh->qk", queries,
                                                  db.astype(np.float16)[rows].astype(np.float32)),
                                atol=1e-5)
@@ -81,8 +81,39 @@ def test_scann_recall_on_real_word_embeddings(word_vectors, tmp_path):
         assert json.load(f)["kind"] == "scann"
     loaded = load_index(str(tmp_path))
     np.testing.assert_array_equal(loaded.search(queries, 3)[0], rows)
-    sizes = index.nbytes(str(tmp_path))
-    assert sizes["scann"] < db.nbytes / 4  # codes (one byte per 2 dims) + tree + codebooks
+    sizes = ScannIndex.nbytes(str(tmp_path))
+    scann_bytes = sum(v for f, v in sizes.items() if f.startswith("scann/"))
+    assert scann_bytes < db.nbytes / 4  # codes (one byte per 2 dims) + tree + codebooks
+    assert sizes["vectors.npy"] >= db.nbytes // 2  # + the float16 store: over 1/8 of flat
+
+
+def test_compact_scann_index_dir_within_an_eighth_of_flat_fp32(tmp_path):
+    """rescore="compact": everything the saved directory holds (ScaNN files, codes, rotation,
+    leaf means, manifest) <= 1/8 of the flat fp32 matrix, for 20k x 768 clustered vectors."""
+    rng = np.random.default_rng(0)
+    centres = unit(rng.normal(size=(200, 768)))
+    db = unit(centres[rng.integers(0, 200, 20_000)] + 0.05 * rng.normal(size=(20_000, 768)))
+    index = ScannIndex.build(db, params={"rescore": "compact", "training_sample_size": 5_000})
+    index.save(str(tmp_path))
+    sizes = ScannIndex.nbytes(str(tmp_path))
+    print({k: round(v / len(db), 1) for k, v in sizes.items()})
+    assert "vectors.npy" not in sizes and sizes["total"] <= db.nbytes / 8
+    queries = unit(db[:50] + 0.01 * rng.normal(size=(50, 768)))
+    rows, scores = load_index(str(tmp_path)).search(queries, 3)
+    np.testing.assert_array_equal(rows, index.search(queries, 3)[0])
+    assert (rows[:, 0] == np.arange(50)).mean() >= 0.9
+    assert (np.diff(scores, axis=1) <= 0).all()  # approximate scores (dropped coordinates
+    # shrink them: this data is mostly isotropic noise), best first
+
+
+def test_compact_scann_recall_on_real_word_embeddings(word_vectors):
+    """Measured, not the 0.95 target: the compact code loses top-3 order (docs/benchmarks.md)."""
+    db, queries = word_vectors[:28_000], word_vectors[28_000:28_500]
+    exact_rows, _ = ExactIndex(db).search(queries, 3)
+    index = ScannIndex.build(db, params={"rescore": "compact"})
+    r = recall(index.search(queries, 3)[0], exact_rows)
+    print(f"compact ScaNN recall@3 on MiniLM token embeddings: {r:.3f}, params {index.params}")
+    assert r >= 0.6  # measured 0.697
 
 
 def test_scann_recall_on_real_corpus_embeddings(subset_embeddings):
