@@ -8,7 +8,8 @@ sides), one process. Per weight dtype: ours stores the weight matrices in it
 (``models.with_weight_dtype``; fp32 compute and cache, bf16 x bf16 matmuls accumulate in fp32),
 transformers runs the whole model in it. Prints tokens/s (prefill + decode, and decode alone
 for ours), the ratio to transformers in the same dtype and to transformers fp32 (its default),
-how many rows' tokens equal transformers fp32's greedy tokens, and the fraction of the
+how many rows' tokens equal transformers fp32's greedy tokens up to the row's first EOS
+(ours samples through EOS, transformers' ``min_new_tokens`` bans it), and the fraction of the
 memory-bandwidth roofline: bytes a decode step must read (every weight once, the tied embedding
 counted once, plus the K/V cache slots attended) divided by the measured step time, over a
 measured ``memcpy`` bandwidth.
@@ -88,6 +89,14 @@ def run_hf(hf_model, prompts, n_new: int, pad_id: int) -> tuple[float, np.ndarra
     return dt, out[:, tokens.shape[1]:].numpy()
 
 
+def until_eos(tokens: np.ndarray, eos_ids) -> list[int]:
+    """Per row, the number of tokens before its first EOS (all of them if none). transformers'
+    ``min_new_tokens`` bans EOS, so it continues differently exactly there; the rows are
+    compared up to that point."""
+    hit = np.isin(tokens, list(eos_ids))
+    return [int(np.argmax(h)) if h.any() else len(h) for h in hit]
+
+
 def decode_step_bytes(cfg, batch: int, slots: int, weight_bytes: int = 4) -> float:
     """Weights (embedding once) + fp32 K and V of every attended slot, per decode step."""
     h, f, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
@@ -111,6 +120,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from searchr1_jax.eval.backend import eos_ids_of
     from searchr1_jax.models import load_model, resolve_model, with_weight_dtype
 
     model, tokenizer, cfg = load_model(args.model)
@@ -125,6 +135,7 @@ def main() -> None:
 
     hf = {d: load_hf(getattr(torch, d)) for d in sorted(set(args.dtypes) | {"float32"})}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    eos_ids = eos_ids_of(tokenizer)
     bandwidth = memcpy_bandwidth()
     print(f"model {args.model}  compute fp32  torch threads {torch.get_num_threads()}  "
           f"cpus {os.cpu_count()}  memcpy {bandwidth / 1e9:.1f} GB/s")
@@ -148,7 +159,8 @@ def main() -> None:
                 run_hf(hf[dtype], prompts[:1], 4, pad_id)
                 hf_time = min(run_hf(hf[dtype], prompts, args.new, pad_id)[0]
                               for _ in range(args.repeats))
-            same = int(sum(np.array_equal(a, b) for a, b in zip(tokens, hf32_tokens)))
+            same = int(sum(np.array_equal(a[:n], b[:n]) for a, b, n in zip(
+                tokens, hf32_tokens, until_eos(tokens, eos_ids))))
             n_tok = batch * args.new
             step = decode / args.new
             nbytes = decode_step_bytes(cfg, batch, slots, 2 if dtype == "bfloat16" else 4)
