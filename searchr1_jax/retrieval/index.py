@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from searchr1_jax.retrieval.base import RetrievalError, check_k
+from searchr1_jax.retrieval.rescore import CompactRescorer, Fp16Rescorer
 
 _MANIFEST = "index.json"
 _FORMAT = "searchr1_jax.dense_index/1"
@@ -108,7 +109,7 @@ def scann_params(n: int, rescore: str = "fp16") -> dict:
     code: H/2 bytes a vector) proposes 40 candidates, re-scored exactly against a float16 copy
     of the vectors. Measured recall@3 0.9997 at 1M, but the directory is ~0.63 of flat fp32.
     ``rescore="compact"``: AH with 4 dims per block (H/4 bytes) proposes 200 candidates,
-    re-scored with ``_Rescorer`` codes sized so the whole directory is ``budget`` (1/8) of
+    re-scored with ``CompactRescorer`` codes sized so the whole directory is ``budget`` (1/8) of
     flat fp32. Measured recall@3 0.649 at 1M synthetic, 0.697 on 28k real MiniLM vectors
     (docs/benchmarks.md): below the 0.95 target, so not the default.
     """
@@ -126,150 +127,6 @@ def scann_params(n: int, rescore: str = "fp16") -> dict:
             "reorder_k": 200 if compact else 40,  # fp16: 20..100 give the same recall@3
             "rescore": rescore,
             "budget": 0.125}
-
-
-class _Fp16Rescorer:
-    """Exact re-scoring against a float16 copy of the vectors (memory-mapped after load)."""
-
-    def __init__(self, vectors):
-        self.codes = vectors
-
-    def score(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        cand = self.codes[rows.reshape(-1)].astype(np.float32).reshape(*rows.shape, -1)
-        return np.einsum("qh,qch->qc", q, cand)
-
-    def save(self, directory: str) -> None:
-        np.save(os.path.join(directory, "vectors.npy"), self.codes)
-
-    @staticmethod
-    def load(directory: str, mmap: bool) -> "_Fp16Rescorer":
-        return _Fp16Rescorer(np.load(os.path.join(directory, "vectors.npy"),
-                                     mmap_mode="r" if mmap else None, allow_pickle=False))
-
-
-# Uniform scalar quantisers for unit-variance Gaussians: half-range in sigmas, relative MSE.
-_SQ_RANGE = {8: 4.0, 4: 2.68, 2: 1.99}
-_SQ_MSE = {0: 1.0, 2: 0.1175, 4: 0.0095, 8: 0.00005}
-
-
-def _allocate_bits(gain: np.ndarray, nbytes: int) -> tuple[int, int, int]:
-    """(n8, n4, n2): the first n8 dims (by descending ``gain``) get 8 bits, the next n4 4 bits,
-    the next n2 2 bits, within ``nbytes``; minimises sum(gain * relative MSE)."""
-    d = len(gain)
-    if nbytes >= d // 4:  # measured: every coordinate at >= 2 bits, then 8 bits for the top
-        n8 = min(d, (nbytes - d // 4) * 4 // 3)
-        return n8, 0, (d - n8) // 4 * 4
-    cum = np.concatenate([[0.0], np.cumsum(gain)])
-    best, best_err = (0, 0, 0), float(cum[-1])
-    for n8 in range(0, min(d, nbytes) + 1):
-        left = nbytes - n8
-        for n4 in range(0, min(d - n8, 2 * left) + 1, 2):
-            n2 = min(d - n8 - n4, 4 * (left - n4 // 2)) // 4 * 4
-            a, b, c = n8, n8 + n4, n8 + n4 + n2
-            err = (_SQ_MSE[8] * cum[a] + _SQ_MSE[4] * (cum[b] - cum[a])
-                   + _SQ_MSE[2] * (cum[c] - cum[b]) + (cum[-1] - cum[c]))
-            if err < best_err:
-                best, best_err = (n8, n4, n2), err
-    return best
-
-
-class _Rescorer:
-    """Compact re-scoring code: x ~ mean[leaf] + R^T y, y = residual in a PCA basis of the
-    within-leaf residuals, scalar-quantised with 8/4/2/0 bits a coordinate, the bits given to
-    the coordinates with the largest (query energy x residual variance). Packed bytes:
-    [n8 bytes | n4/2 bytes of nibbles | n2/4 bytes of four 2-bit levels]."""
-
-    def __init__(self, means, rotation, steps, tiers, codes, tokens):
-        self.means, self.rotation, self.steps = means, rotation, steps  # [L,D] [D,K] [K]
-        self.tiers, self.codes, self.tokens = tuple(int(t) for t in tiers), codes, tokens
-
-    @staticmethod
-    def fit(x: np.ndarray, tokens: np.ndarray, num_leaves: int, nbytes: int, seed: int = 0
-            ) -> "_Rescorer":
-        n, d = x.shape
-        sums = np.zeros((max(num_leaves, 1), d), np.float64)
-        for s in range(0, n, 65_536):
-            np.add.at(sums, tokens[s:s + 65_536], x[s:s + 65_536])
-        counts = np.bincount(tokens, minlength=len(sums))[:, None]
-        means = (sums / np.maximum(counts, 1)).astype(np.float16)
-        sample = np.sort(np.random.default_rng(seed).choice(n, min(n, 50_000), replace=False))
-        xs = np.asarray(x[sample], np.float32)
-        res = xs - means[tokens[sample]].astype(np.float32)
-        var, vecs = np.linalg.eigh(res.T @ res / len(res))
-        query_energy = ((xs @ vecs) ** 2).mean(0)  # the vectors stand in for the queries
-        gain = np.maximum(var, 0) * query_energy
-        order = np.argsort(-gain)
-        n8, n4, n2 = _allocate_bits(gain[order], nbytes)
-        keep = order[:n8 + n4 + n2]
-        rotation = vecs[:, keep].astype(np.float16)
-        sigma = np.sqrt(np.maximum(var[keep], 1e-12))
-        bits = np.array([8] * n8 + [4] * n4 + [2] * n2)
-        steps = (2 * np.array([_SQ_RANGE[b] for b in bits]) * sigma / 2.0 ** bits
-                 ).astype(np.float32)
-        out = _Rescorer(means, rotation, steps, (n8, n4, n2), None, tokens)
-        out.codes = out.encode(x)
-        return out
-
-    @property
-    def nbytes_per_vector(self) -> int:
-        n8, n4, n2 = self.tiers
-        return n8 + n4 // 2 + n2 // 4
-
-    def _levels(self):
-        n8, n4, n2 = self.tiers
-        return np.array([256] * n8 + [16] * n4 + [4] * n2, np.float32)
-
-    def encode(self, x: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-        n8, n4, n2 = self.tiers
-        levels = self._levels()
-        rot = self.rotation.astype(np.float32)
-        out = np.empty((len(x), self.nbytes_per_vector), np.uint8)
-        for s in range(0, len(x), chunk):
-            part = np.asarray(x[s:s + chunk], np.float32)
-            y = (part - self.means[self.tokens[s:s + chunk]].astype(np.float32)) @ rot
-            q = np.clip(np.floor(y / self.steps + levels / 2), 0, levels - 1).astype(np.uint8)
-            q4 = q[:, n8:n8 + n4].reshape(len(q), -1, 2)
-            q2 = q[:, n8 + n4:].reshape(len(q), -1, 4)
-            out[s:s + chunk] = np.concatenate(
-                [q[:, :n8], q4[..., 0] | (q4[..., 1] << 4),
-                 q2[..., 0] | (q2[..., 1] << 2) | (q2[..., 2] << 4) | (q2[..., 3] << 6)], 1)
-        return out
-
-    def decode_levels(self, packed: np.ndarray) -> np.ndarray:
-        """uint8 [..., bytes] -> centred quantisation levels float32 [..., K] (times steps: y)."""
-        n8, n4, n2 = self.tiers
-        b4 = packed[..., n8:n8 + n4 // 2]
-        b2 = packed[..., n8 + n4 // 2:]
-        q = np.concatenate(
-            [packed[..., :n8],
-             np.stack([b4 & 15, b4 >> 4], -1).reshape(*b4.shape[:-1], -1),
-             np.stack([b2 & 3, (b2 >> 2) & 3, (b2 >> 4) & 3, b2 >> 6], -1
-                      ).reshape(*b2.shape[:-1], -1)], -1)
-        return q.astype(np.float32) + 0.5 - self._levels() / 2
-
-    def score(self, q: np.ndarray, rows: np.ndarray, chunk: int = 64) -> np.ndarray:
-        """Approximate <q, x_row> for rows int64 [Q, C] -> float32 [Q, C]."""
-        base = np.take_along_axis(q @ self.means.astype(np.float32).T, self.tokens[rows], 1)
-        qy = (q @ self.rotation.astype(np.float32)) * self.steps
-        out = np.empty(rows.shape, np.float32)
-        for s in range(0, len(q), chunk):
-            lv = self.decode_levels(self.codes[rows[s:s + chunk].reshape(-1)])
-            lv = lv.reshape(*rows[s:s + chunk].shape, -1)
-            out[s:s + chunk] = np.einsum("qk,qck->qc", qy[s:s + chunk], lv)
-        return base + out
-
-    def save(self, directory: str) -> None:
-        for name in ("means", "rotation", "steps", "codes"):
-            np.save(os.path.join(directory, f"rescore_{name}.npy"), getattr(self, name))
-
-    @staticmethod
-    def load(directory: str, tiers, tokens, mmap: bool) -> "_Rescorer":
-        arr = {name: np.load(os.path.join(directory, f"rescore_{name}.npy"),
-                             mmap_mode="r" if mmap and name == "codes" else None,
-                             allow_pickle=False)
-               for name in ("means", "rotation", "steps", "codes")}
-        return _Rescorer(arr["means"], arr["rotation"], arr["steps"], tiers, arr["codes"],
-                         tokens)
 
 
 def _tokens_of(searcher, n: int) -> np.ndarray:
@@ -300,12 +157,12 @@ def _fixed_bytes(n: int, dim: int, num_leaves: int, dims_per_block: int) -> floa
 
 class ScannIndex:
     """ScaNN tree + asymmetric hashing proposes ``reorder_k`` candidates, re-scored against
-    float16 vectors (``_Fp16Rescorer``) or a compact code (``_Rescorer``, whole directory within
+    float16 vectors (``Fp16Rescorer``) or a compact code (``CompactRescorer``, whole directory within
     ``budget`` x flat fp32 bytes)."""
 
     kind = "scann"
 
-    def __init__(self, searcher, rescorer: _Rescorer, params: dict, dim: int):
+    def __init__(self, searcher, rescorer: CompactRescorer, params: dict, dim: int):
         self._searcher, self._rescorer, self.params = searcher, rescorer, params
         self._dim = dim
 
@@ -320,7 +177,7 @@ class ScannIndex:
     @property
     def vectors(self):
         """The float16 re-scoring copy (``rescore="fp16"`` only)."""
-        if not isinstance(self._rescorer, _Fp16Rescorer):
+        if not isinstance(self._rescorer, Fp16Rescorer):
             raise AttributeError("a compact ScaNN index keeps no copy of the vectors")
         return self._rescorer.codes
 
@@ -347,14 +204,14 @@ class ScannIndex:
         searcher = builder.build()
         if params["rescore"] == "fp16":
             fp16 = np.asarray(vectors).astype(np.float16, copy=False)
-            return cls(searcher, _Fp16Rescorer(fp16), params, dim)
+            return cls(searcher, Fp16Rescorer(fp16), params, dim)
         tokens = _tokens_of(searcher, n)
         budget = params["budget"] * n * dim * 4 - _fixed_bytes(n, dim, params["num_leaves"],
                                                                 params["dims_per_block"])
         # Small corpora cannot meet the budget (the tree and rotation dominate): a floor of
         # D/8 bytes a vector keeps re-scoring useful there.
         code_bytes = max(dim // 8, int(budget // n))
-        rescorer = _Rescorer.fit(db, tokens, params["num_leaves"], min(code_bytes, dim))
+        rescorer = CompactRescorer.fit(db, tokens, params["num_leaves"], min(code_bytes, dim))
         params["code_bytes"] = rescorer.nbytes_per_vector
         params["tiers"] = list(rescorer.tiers)
         del db
@@ -439,10 +296,10 @@ def load_index(directory: str, mmap: bool = True) -> ExactIndex | ScannIndex:
         searcher = scann.scann_ops_pybind.load_searcher(art)
         n, params = manifest["num_vectors"], manifest["params"]
         if params.get("rescore", "fp16") == "fp16":
-            rescorer, shape = _Fp16Rescorer.load(directory, mmap), (n, manifest["dim"])
+            rescorer, shape = Fp16Rescorer.load(directory, mmap), (n, manifest["dim"])
         else:
             tokens = _load_tokens(art, n, mmap=False)
-            rescorer = _Rescorer.load(directory, params["tiers"], tokens, mmap)
+            rescorer = CompactRescorer.load(directory, params["tiers"], tokens, mmap)
             shape = (n, params["code_bytes"])
         if rescorer.codes.shape != shape:
             raise RetrievalError(f"{directory}: re-scoring store shape {rescorer.codes.shape}, "
