@@ -99,7 +99,8 @@ def build_retriever(rcfg) -> Retriever:
         from searchr1_jax.retrieval.index import ExactIndex, ScannIndex
         encoder = encoder_from_config(rcfg)
         vectors = encoder.encode_passages(list(store.iter_contents()), show_progress=True)
-        index = ExactIndex(vectors) if kind == "exact" else ScannIndex.build(vectors)
+        index = ExactIndex(vectors) if kind == "exact" else ScannIndex.build(
+            vectors, params={"rescore": rcfg.get("scann_rescore", "fp16")})
         retriever = DenseRetriever(encoder, index, store)
     else:
         raise RetrievalError(f"retrieval.kind = {kind!r}: must be bm25, exact, scann or http")

@@ -84,3 +84,26 @@ def test_build_index_then_serve(tmp_path, minilm_encoder):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_scann_rescore_config_reaches_the_index(tmp_path, minilm_encoder):
+    """``retrieval.scann_rescore`` picks the ScaNN re-scoring store; bad values are named."""
+    from configs import base as base_config
+    from searchr1_jax.config import ConfigError, validate
+    from searchr1_jax.retrieval.retriever import build_retriever
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus)
+    cfg = base_config.get_config()
+    cfg.retrieval.update(kind="scann", corpus=str(corpus), encoder="minilm",
+                         scann_rescore="compact")
+    validate(cfg)
+    retriever = build_retriever(cfg.retrieval)
+    assert retriever.index.params["rescore"] == "compact"
+    question = "Which actress played Corliss Archer?"
+    vectors = minilm_encoder.encode([p.contents[:200] for _, p in zip(
+        range(40), iter_passages("hotpotqa_dev500"))], "passage")
+    best = int(np.argmax(vectors @ minilm_encoder.encode([question], "query")[0]))
+    assert retriever.search([question], 1)[0][0]["id"] == retriever.store[best].id
+    cfg.retrieval.scann_rescore = "int4"
+    with pytest.raises(ConfigError, match="retrieval.scann_rescore"):
+        validate(cfg)
