@@ -213,10 +213,11 @@ class Attention(nnx.Module):
         self.query_chunk = cfg.attention_query_chunk
 
     def __call__(self, x: jax.Array, sin: jax.Array, cos: jax.Array, mask: jax.Array,
-                 kv: KV | None = None, slots: jax.Array | None = None
-                 ) -> tuple[jax.Array, KV | None]:
-        """x [B,T,H], mask bool[B,T,S]; with ``kv`` (this layer's cached k/v, [B,K,S,D]) the
-        chunk is written at ``slots`` first and attention runs over all S slots."""
+                 kv: KV | None = None, slots: jax.Array | None = None,
+                 window: int | None = None) -> tuple[jax.Array, KV | None]:
+        """x [B,T,H], mask bool[B,T,W]; with ``kv`` (this layer's cached k/v, [B,K,S,D]) the
+        chunk is written at ``slots`` first and attention runs over the first ``W = window``
+        slots (default all S)."""
         b, t, _ = x.shape
         q = apply_rope(self.q_proj(x), sin, cos)       # [B,T,N,D]
         k = apply_rope(self.k_proj(x), sin, cos)       # [B,T,K,D]
@@ -229,8 +230,9 @@ class Attention(nnx.Module):
             # A bf16 cache under fp32 compute is read as is (bf16 x bf16, fp32 accumulation):
             # upcasting it would copy every layer's cache on every decode step.
             in_dtype = matmul_dtype(self.dtype, kv[0].dtype)
-            out = chunked_attention(q.astype(in_dtype), kv[0].astype(in_dtype),
-                                    kv[1].astype(in_dtype), mask, self.query_chunk,
+            k_seen, v_seen = (c[:, :, :window] for c in kv)
+            out = chunked_attention(q.astype(in_dtype), k_seen.astype(in_dtype),
+                                    v_seen.astype(in_dtype), mask, self.query_chunk,
                                     heads_first=True)
         return self.o_proj(out.reshape(b, t, -1).astype(self.dtype)), kv
 
@@ -260,8 +262,9 @@ class DecoderLayer(nnx.Module):
         self.mlp = MLP(cfg, rngs=rngs, **kw)
 
     def __call__(self, x, sin, cos, mask, kv: KV | None = None,
-                 slots: jax.Array | None = None) -> tuple[jax.Array, KV | None]:
-        attn_out, kv = self.attn(self.input_norm(x), sin, cos, mask, kv, slots)
+                 slots: jax.Array | None = None, window: int | None = None
+                 ) -> tuple[jax.Array, KV | None]:
+        attn_out, kv = self.attn(self.input_norm(x), sin, cos, mask, kv, slots, window)
         x = x + attn_out
         x = x + self.mlp(self.post_attn_norm(x))
         return x, kv
@@ -287,11 +290,15 @@ class Transformer(nnx.Module):
 
     def backbone(self, tokens: jax.Array, positions: jax.Array,
                  token_mask: jax.Array | None = None, cache: KVCache | None = None,
-                 advance: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
+                 advance: jax.Array | None = None, window: int | None = None
+                 ) -> tuple[jax.Array, KVCache | None]:
         """tokens/positions int32[B,T], token_mask bool[B,T] -> (hidden [B,T,H], cache).
 
-        With a cache the chunk is written at slots ``[end_b, end_b+T)`` and attends to every
-        cached slot; ``end`` then advances by T (or ``advance[b]``).
+        With a cache the chunk is written at slots ``[end_b, end_b+T)`` and attends to the
+        cached slots; ``end`` then advances by T (or ``advance[b]``). ``window`` (static): attend
+        to the first ``window`` slots only. The caller guarantees ``end_b + T <= window`` (see
+        ``sampling.attention_window``): a rollout's cache is sized for its longest episode, and
+        attending to the empty tail cost most of a turn's time.
         """
         b, t = tokens.shape
         if token_mask is None:
@@ -308,10 +315,10 @@ class Transformer(nnx.Module):
         else:
             slots = cache.chunk_slots(t)
             cache = cache.write_meta(slots, positions, token_mask)
-            mask = attention_mask(positions, cache.pos, cache.valid)
+            mask = attention_mask(positions, cache.pos[:, :window], cache.valid[:, :window])
             ks, vs = [], []
             for layer, k, v in zip(self.layers, cache.k, cache.v):
-                x, (k, v) = layer(x, sin, cos, mask, (k, v), slots)
+                x, (k, v) = layer(x, sin, cos, mask, (k, v), slots, window)
                 ks.append(k)
                 vs.append(v)
             cache = cache.replace(k=tuple(ks), v=tuple(vs)).advanced(t, advance)
@@ -324,17 +331,18 @@ class Transformer(nnx.Module):
         if self.lm_head_proj is None:
             raise ValueError("this model's untied lm_head_proj was removed (a critic backbone?); "
                              "it cannot produce logits")
-        kernel = self.lm_head_proj.kernel[...].astype(self.lm_head_proj.dtype)
-        return jnp.einsum("BTH,HV->BTV", hidden.astype(kernel.dtype), kernel,
+        kernel = self.lm_head_proj.kernel[...]
+        in_dtype = matmul_dtype(self.lm_head_proj.dtype, kernel.dtype)
+        return jnp.einsum("BTH,HV->BTV", hidden.astype(in_dtype), kernel.astype(in_dtype),
                           preferred_element_type=jnp.float32)
 
     def __call__(self, tokens: jax.Array, positions: jax.Array,
                  token_mask: jax.Array | None = None, cache: KVCache | None = None,
-                 advance: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
+                 advance: jax.Array | None = None, window: int | None = None
+                 ) -> tuple[jax.Array, KVCache | None]:
         """(logits float32[B,T,V], cache) = lm_head(backbone(...))."""
-        hidden, cache = self.backbone(tokens, positions, token_mask, cache, advance)
+        hidden, cache = self.backbone(tokens, positions, token_mask, cache, advance, window)
         return self.lm_head(hidden), cache
-
 
 
 def with_weight_dtype(model: nnx.Module, dtype) -> nnx.Module:

@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 from searchr1_jax.rollout.generator import TurnOutput
-from searchr1_jax.sampling.sampler import bucket_length
+from searchr1_jax.sampling.sampler import attention_window, bucket_length
 
 
 @flax.struct.dataclass
@@ -49,26 +49,27 @@ def bucket(n: int, minimum: int = 8) -> int:
 
 
 def _append(graphdef, params, state: DeviceState, tokens, positions, mask, advance, rewind,
-            new_last, new_last_pos) -> DeviceState:
+            new_last, new_last_pos, window=None) -> DeviceState:
     """Rewinds each row's cache end by ``rewind[b]``, then writes the chunk at the row's end."""
     cache = state.cache
     end = cache.end - rewind
     slots = jnp.arange(cache.max_len, dtype=jnp.int32)[None, :]
     cache = cache.replace(end=end, valid=cache.valid & (slots < end[:, None]))
     model = nnx.merge(graphdef, params)
-    _, cache = model.backbone(tokens, positions, mask, cache, advance)
+    _, cache = model.backbone(tokens, positions, mask, cache, advance, window=window)
     return DeviceState(cache=cache, last_token=new_last, last_pos=new_last_pos)
 
 
-def _peek_logits(graphdef, params, state: DeviceState) -> jax.Array:
+def _peek_logits(graphdef, params, state: DeviceState, window=None) -> jax.Array:
     """Next-token logits ``[B, V]`` of every row (feeds ``last_token``; the cache is unchanged)."""
     model = nnx.merge(graphdef, params)
-    logits, _ = model(state.last_token[:, None], state.last_pos[:, None], None, state.cache)
+    logits, _ = model(state.last_token[:, None], state.last_pos[:, None], None, state.cache,
+                      window=window)
     return logits[:, 0]
 
 
-_append_jit = jax.jit(_append, static_argnums=0, donate_argnums=2)
-_peek_jit = jax.jit(_peek_logits, static_argnums=0)
+_append_jit = jax.jit(_append, static_argnums=(0, 10), donate_argnums=2)
+_peek_jit = jax.jit(_peek_logits, static_argnums=(0, 3))
 
 
 class CachedGenerator:
@@ -173,7 +174,9 @@ class CachedGenerator:
     def next_token_logits(self, state: GeneratorState) -> jax.Array:
         """``[B, V]`` logits the next sampled token would come from (tests, scoring)."""
         graphdef, params = nnx.split(self._serving)
-        return _peek_jit(graphdef, params, state.device)
+        cache = state.device.cache
+        window = attention_window(cache.max_len, int(np.max(np.asarray(cache.end))) + 1)
+        return _peek_jit(graphdef, params, state.device, window)
 
     def _feed(self, state: GeneratorState, chunks: list[list[int]], drop: np.ndarray, *,
               first: bool) -> GeneratorState:
@@ -214,6 +217,8 @@ class CachedGenerator:
         device = _append_jit(graphdef, params, state.device, jnp.asarray(tokens),
                              jnp.asarray(positions, jnp.int32), jnp.asarray(mask),
                              jnp.asarray(advance, jnp.int32), jnp.asarray(rewind, jnp.int32),
-                             jnp.asarray(new_last, jnp.int32), jnp.asarray(new_len - 1, jnp.int32))
+                             jnp.asarray(new_last, jnp.int32), jnp.asarray(new_len - 1, jnp.int32),
+                             attention_window(cache_len, int(np.max(np.asarray(
+                                 state.device.cache.end))) + width))
         return GeneratorState(device=device, key=state.key, context_len=new_len,
                               turn_len=np.zeros(b, np.int64))

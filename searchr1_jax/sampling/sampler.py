@@ -15,7 +15,6 @@ done.
 """
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import jax
@@ -65,8 +64,17 @@ def bucket_length(n: int, minimum: int = 16) -> int:
     return size
 
 
+def attention_window(max_len: int, needed: int) -> int | None:
+    """Static attention window for a cached call whose rows reach at most slot ``needed``
+    (cache end + chunk, or + tokens to sample): ``bucket_length(needed)``, or None (every
+    slot) when that is not shorter than the cache. A rollout's cache is sized for its longest
+    episode; attending to the empty tail was most of a turn's time (docs/benchmarks.md)."""
+    window = bucket_length(max(int(needed), 1))
+    return window if window < max_len else None
+
+
 # ------------------------------------------------------------------------------------ prefill
-def _prefill(graphdef, params, cache, tokens, positions, token_mask):
+def _prefill(graphdef, params, cache, tokens, positions, token_mask, window=None):
     """Writes every real token but each row's last one; returns (cache, pending tok, pos)."""
     model = nnx.merge(graphdef, params)
     width = tokens.shape[1]
@@ -75,11 +83,12 @@ def _prefill(graphdef, params, cache, tokens, positions, token_mask):
     rows = jnp.arange(tokens.shape[0])
     write_mask = token_mask & (cols != last[:, None])
     # slots [end, end + last) hold columns 0..last-1; the pending token's slot is reused later.
-    _, cache = model.backbone(tokens, positions, write_mask, cache, advance=last)
+    _, cache = model.backbone(tokens, positions, write_mask, cache, advance=last,
+                              window=window)
     return cache, tokens[rows, last], positions[rows, last]
 
 
-_prefill_jit = jax.jit(_prefill, static_argnums=0, donate_argnums=2)
+_prefill_jit = jax.jit(_prefill, static_argnums=(0, 6), donate_argnums=2)
 
 
 def prefill(model: nnx.Module, cache, tokens, positions, token_mask, *, min_bucket: int = 16):
@@ -106,10 +115,11 @@ def prefill(model: nnx.Module, cache, tokens, positions, token_mask, *, min_buck
     width = bucket_length(t, min_bucket)
     pad = ((0, 0), (0, width - t))
     graphdef, params = nnx.split(model)
+    window = attention_window(cache.max_len, int(np.max(np.asarray(cache.end))) + width)
     return _prefill_jit(graphdef, params, cache,
                         jnp.asarray(np.pad(tokens, pad), jnp.int32),
                         jnp.asarray(np.pad(positions, pad), jnp.int32),
-                        jnp.asarray(np.pad(token_mask.astype(bool), pad)))
+                        jnp.asarray(np.pad(token_mask.astype(bool), pad)), window)
 
 
 # ------------------------------------------------------------------------------------- decode
@@ -130,13 +140,13 @@ class _LoopState:
 
 def _decode(graphdef, params, cache, pending, pending_pos, key, temperature, top_p, eos_ids,
             stop_next, stop_match, active, *, max_new_tokens: int, greedy: bool, top_k: int,
-            use_top_p: bool, pad_id: int) -> SampleOutput:
+            use_top_p: bool, pad_id: int, window: int | None = None) -> SampleOutput:
     model = nnx.merge(graphdef, params)
     b = pending.shape[0]
 
     def body(s: _LoopState) -> _LoopState:
         logits, cache = model(s.pending[:, None], s.pending_pos[:, None], s.alive[:, None],
-                              s.cache, advance=s.alive.astype(jnp.int32))
+                              s.cache, advance=s.alive.astype(jnp.int32), window=window)
         key, sub = jax.random.split(s.key)
         tok, logp = sample_tokens(logits[:, 0], sub, greedy=greedy, temperature=temperature,
                                   top_k=top_k, top_p=top_p if use_top_p else None)
@@ -174,7 +184,7 @@ def _decode(graphdef, params, cache, pending, pending_pos, key, temperature, top
 
 _decode_jit = jax.jit(
     _decode, static_argnums=0, donate_argnums=2,
-    static_argnames=("max_new_tokens", "greedy", "top_k", "use_top_p", "pad_id"))
+    static_argnames=("max_new_tokens", "greedy", "top_k", "use_top_p", "pad_id", "window"))
 
 
 def generate(model: nnx.Module, cache, last_tokens, last_positions, key, *,
@@ -215,4 +225,5 @@ def generate(model: nnx.Module, cache, last_tokens, last_positions, key, *,
         jnp.float32(top_p), eos, jnp.asarray(stop_sequences.next_state),
         jnp.asarray(stop_sequences.match_state), active,
         max_new_tokens=int(max_new_tokens), greedy=temperature == 0, top_k=int(top_k),
-        use_top_p=top_p < 1.0, pad_id=int(pad_id))
+        use_top_p=top_p < 1.0, pad_id=int(pad_id),
+        window=attention_window(cache.max_len, int(end.max()) + max_new_tokens))

@@ -159,3 +159,30 @@ def test_query_chunked_prefill_into_cache(tiny):
     logits, _ = cached_step(chunked, tokens, positions, jnp.ones((2, 8), bool),
                             KVCache.init(cfg, 2, 12), None)
     assert np.abs(np.asarray(logits) - full).max() <= TOL
+
+
+def test_attention_window_changes_nothing_but_the_slots_read(tiny):
+    """A cached call that attends to the first W slots only (rows end below W) gives the same
+    logits and the same cache as one that reads all S slots; slots past W are never read."""
+    from searchr1_jax.sampling import attention_window
+    cfg, model = tiny
+    step = nnx.jit(lambda m, t, p, msk, c, w: m(t, p, msk, cache=c, window=w),
+                   static_argnums=5)
+    rng = np.random.RandomState(4)
+    prompt = jnp.asarray(rng.randint(0, cfg.vocab_size, (2, 5)))
+    pos = jnp.tile(jnp.arange(5, dtype=jnp.int32), (2, 1))
+    mask = jnp.asarray([[True] * 5, [False, False, True, True, True]])
+    outs = []
+    for window in (None, 8, 6):   # 6 cuts the new tokens' slots 6..7: must differ
+        _, cache = step(model, prompt, pos, mask, KVCache.init(cfg, 2, 64), None)
+        # Garbage past the window must not matter: it is never valid, so never attended.
+        cache = cache.replace(k=tuple(k.at[:, :, 40:].set(1e4) for k in cache.k))
+        logits, cache = step(model, jnp.asarray([[7, 8], [9, 10]]), pos[:, :2] + 5,
+                             jnp.ones((2, 2), bool), cache, window)
+        outs.append((np.asarray(logits), cache))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    assert np.abs(outs[2][0] - outs[0][0]).max() > 1e-3
+    for a, b in zip(jax.tree.leaves(outs[0][1]), jax.tree.leaves(outs[1][1])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert attention_window(64, 7) == 16 and attention_window(64, 17) == 24
+    assert attention_window(64, 60) is None and attention_window(48, 40) is None

@@ -114,7 +114,8 @@ class ScriptedLM(nnx.Module):
         self.start = nnx.Variable(jnp.asarray(start_pos, jnp.int32))
         self.vocab = vocab
 
-    def __call__(self, tokens, positions, token_mask=None, cache=None, advance=None):
+    def __call__(self, tokens, positions, token_mask=None, cache=None, advance=None,
+                 window=None):
         step = jnp.clip(positions[:, 0] - self.start[...], 0, self.script.shape[1] - 1)
         nxt = jnp.take_along_axis(self.script[...], step[:, None], axis=1)
         logits = 30.0 * jax.nn.one_hot(nxt, self.vocab)
