@@ -12,12 +12,12 @@ token. Times exclude compilation (one warm-up run per method).
   python benchmarks/multiturn.py --batch 16 --gen-tokens 64   # GPU-sized
   python benchmarks/multiturn.py --pipeline --batch 4 --gen-tokens 16   # host/device overlap
 
-Measured (2026-11-21, shared 2-core CPU under load ~12, so absolute times are inflated;
-``--batch 2 --repeats 1``, 4 x (32 generated + 300 observation) + 32 tokens, fp32):
-  incremental prefill (ours) 97.1 s | re-prefill every turn 336.5 s (3.46x slower) |
-  one uninterrupted generation of 1360 tokens 351.0 s (ours = 0.28x of it);
-  generated turns identical between incremental and re-prefill: 100%.
-  ``--pipeline --batch 4 --gen-tokens 16``: pipeline_groups=1 105.2 s, =2 67.3 s.
+Measured (2026-11-22, idle 2-core CPU, ``--batch 2 --repeats 1``, 4 x (32 generated + 300
+observation) + 32 tokens, fp32; docs/benchmarks.md): incremental prefill (ours) 11.4 s |
+re-prefill every turn 35.7 s (3.12x slower) | one uninterrupted generation of 1360 tokens 44.7 s
+(ours = 0.26x of it); generated turns identical between incremental and re-prefill: 100%.
+``--pipeline --batch 4 --gen-tokens 16`` (2026-11-21, under load): pipeline_groups=1 105.2 s,
+=2 67.3 s.
 """
 from __future__ import annotations
 
