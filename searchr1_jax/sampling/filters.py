@@ -44,16 +44,26 @@ def sample_tokens(logits: jax.Array, key: jax.Array, *, greedy: bool, temperatur
     """
     logits = logits.astype(jnp.float32)
     if greedy:
-        tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        logp = jax.nn.log_softmax(logits, axis=-1)
-    else:
-        scaled = logits / temperature
-        logp = jax.nn.log_softmax(scaled, axis=-1)
-        filtered = scaled
-        if top_k > 0:
-            filtered = top_k_mask(filtered, top_k)
-        if top_p is not None:
-            filtered = top_p_mask(filtered, top_p)
-        tokens = jax.random.categorical(key, filtered, axis=-1).astype(jnp.int32)
-    chosen = jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
-    return tokens, chosen
+        return greedy_tokens(logits)
+    scaled = logits / temperature
+    filtered = scaled
+    if top_k > 0:
+        filtered = top_k_mask(filtered, top_k)
+    if top_p is not None:
+        filtered = top_p_mask(filtered, top_p)
+    tokens = jax.random.categorical(key, filtered, axis=-1).astype(jnp.int32)
+    chosen = jnp.take_along_axis(scaled, tokens[:, None], axis=-1)[:, 0]
+    return tokens, chosen - jax.nn.logsumexp(scaled, axis=-1)
+
+
+def greedy_tokens(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``argmax`` (first index on ties) and its log-prob ``-log(sum(exp(logits - max)))``.
+
+    Written as three plain reductions (max, masked min of the index, sum of exp): XLA:CPU
+    runs ``argmax``'s variadic (value, index) reduce and a full ``log_softmax`` + gather over
+    a 49k vocabulary 3.5x slower, about 2 ms of a 35 ms decode step at batch 16.
+    """
+    top = jnp.max(logits, axis=-1, keepdims=True)
+    index = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+    tokens = jnp.min(jnp.where(logits == top, index, logits.shape[-1]), axis=-1)
+    return tokens, -jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))

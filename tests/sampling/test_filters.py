@@ -86,3 +86,19 @@ def test_temperature_sharpens_and_greedy_is_argmax():
     np.testing.assert_array_equal(np.asarray(tok), np.asarray(batch).argmax(-1))
     np.testing.assert_allclose(np.asarray(lp), np.asarray(jax.nn.log_softmax(batch)).max(-1),
                                rtol=1e-6)
+
+
+def test_greedy_takes_first_index_on_ties_and_matches_argmax_on_a_vocab_row():
+    ties = jnp.asarray([[0.0, 2.0, 1.0, 2.0], [3.0, 3.0, 3.0, 3.0], [-1.0, -5.0, -1.0, -9.0]])
+    tok, lp = sample_tokens(ties, jax.random.key(0), greedy=True, temperature=jnp.float32(1),
+                            top_k=0, top_p=None)
+    np.testing.assert_array_equal(np.asarray(tok), [1, 0, 0])
+    np.testing.assert_allclose(np.asarray(lp), np.asarray(jax.nn.log_softmax(ties)).max(-1),
+                               rtol=1e-6)
+    big = np.random.default_rng(3).standard_normal((4, 49152)).astype(np.float32) * 4
+    tok, lp = jax.jit(lambda x: sample_tokens(x, jax.random.key(0), greedy=True,
+                                              temperature=jnp.float32(1), top_k=0,
+                                              top_p=None))(jnp.asarray(big))
+    np.testing.assert_array_equal(np.asarray(tok), big.argmax(-1))
+    ref = big.max(-1) - big.max(-1) - np.log(np.exp(big - big.max(-1, keepdims=True)).sum(-1))
+    np.testing.assert_allclose(np.asarray(lp), ref, rtol=1e-5, atol=1e-6)
