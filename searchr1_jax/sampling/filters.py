@@ -51,19 +51,26 @@ def sample_tokens(logits: jax.Array, key: jax.Array, *, greedy: bool, temperatur
         filtered = top_k_mask(filtered, top_k)
     if top_p is not None:
         filtered = top_p_mask(filtered, top_p)
-    tokens = jax.random.categorical(key, filtered, axis=-1).astype(jnp.int32)
+    # Gumbel-max: argmax(logits + Gumbel noise) ~ softmax(logits), what jax.random.categorical
+    # computes, with first_argmax instead of argmax (4x faster on XLA:CPU at [16, 49k]).
+    tokens = first_argmax(filtered + jax.random.gumbel(key, filtered.shape, filtered.dtype))
     chosen = jnp.take_along_axis(scaled, tokens[:, None], axis=-1)[:, 0]
     return tokens, chosen - jax.nn.logsumexp(scaled, axis=-1)
 
 
-def greedy_tokens(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``argmax`` (first index on ties) and its log-prob ``-log(sum(exp(logits - max)))``.
+def first_argmax(x: jax.Array) -> jax.Array:
+    """``argmax`` over the last axis (first index on ties) as two plain reductions.
 
-    Written as three plain reductions (max, masked min of the index, sum of exp): XLA:CPU
-    runs ``argmax``'s variadic (value, index) reduce and a full ``log_softmax`` + gather over
-    a 49k vocabulary 3.5x slower, about 2 ms of a 35 ms decode step at batch 16.
+    ``min(where(x == max(x), index, n))``: XLA:CPU runs ``argmax``'s variadic (value, index)
+    reduce several times slower over a 49k vocabulary, ~2 ms of a ~33 ms decode step at batch 16.
     """
+    top = jnp.max(x, axis=-1, keepdims=True)
+    index = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+    return jnp.min(jnp.where(x == top, index, x.shape[-1]), axis=-1)
+
+
+def greedy_tokens(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``first_argmax`` and its log-prob, ``log_softmax(logits)[argmax] = -log(sum(exp(logits
+    - max)))``: no full ``log_softmax`` and gather."""
     top = jnp.max(logits, axis=-1, keepdims=True)
-    index = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
-    tokens = jnp.min(jnp.where(logits == top, index, logits.shape[-1]), axis=-1)
-    return tokens, -jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))
+    return first_argmax(logits), -jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))

@@ -102,3 +102,18 @@ def test_greedy_takes_first_index_on_ties_and_matches_argmax_on_a_vocab_row():
     np.testing.assert_array_equal(np.asarray(tok), big.argmax(-1))
     ref = big.max(-1) - big.max(-1) - np.log(np.exp(big - big.max(-1, keepdims=True)).sum(-1))
     np.testing.assert_allclose(np.asarray(lp), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_sampling_is_gumbel_max_with_first_index_on_ties():
+    """Tokens are argmax(logits / T + Gumbel(key)), the Gumbel-max definition, with top-k
+    filtering applied before the noise; ties (a -inf filtered row aside) take the first index."""
+    logits = jnp.asarray(np.random.default_rng(5).standard_normal((6, 4000)), jnp.float32) * 2
+    key = jax.random.key(11)
+    for temperature, top_k in ((1.0, 0), (0.7, 50)):
+        tok, _ = sample_tokens(logits, key, greedy=False, temperature=jnp.float32(temperature),
+                               top_k=top_k, top_p=None)
+        scaled = logits / temperature
+        if top_k:
+            scaled = top_k_mask(scaled, top_k)
+        ref = jnp.argmax(scaled + jax.random.gumbel(key, scaled.shape), axis=-1)
+        np.testing.assert_array_equal(np.asarray(tok), np.asarray(ref))
