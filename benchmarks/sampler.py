@@ -1,9 +1,10 @@
 """Decode throughput: our jitted sampler vs transformers ``generate`` on the same model.
 
     python benchmarks/sampler.py [--model smollm2-135m-instruct] [--batches 1 16] [--new 128]
-                                 [--dtypes float32 bfloat16]
+                                 [--dtypes float32 bfloat16] [--temperature 1.0]
 
-Same chat-templated NQ questions, greedy, exactly ``--new`` tokens per row (EOS ignored on both
+Same chat-templated NQ questions, greedy (``--temperature 1``: sampled at top-p 1, top-k 0, as
+Search-R1's rollouts), exactly ``--new`` tokens per row (EOS ignored on both
 sides), one process. Per weight dtype: ours stores the weight matrices in it
 (``models.with_weight_dtype``; fp32 compute and cache, bf16 x bf16 matmuls accumulate in fp32),
 transformers runs the whole model in it. Prints tokens/s (prefill + decode, and decode alone
@@ -51,7 +52,7 @@ def chat_prompts(tokenizer, n: int) -> list[list[int]]:
     return out
 
 
-def run_ours(model, cfg, prompts, n_new: int, pad_id: int
+def run_ours(model, cfg, prompts, n_new: int, pad_id: int, temperature: float = 0.0
              ) -> tuple[float, float, int, np.ndarray]:
     """(total s, decode s, cache slots, tokens [B, n_new]); compiled by a warm-up call first."""
     import jax
@@ -67,14 +68,15 @@ def run_ours(model, cfg, prompts, n_new: int, pad_id: int
     jax.block_until_ready(cache.k)
     t1 = time.perf_counter()
     out = sampling.generate(model, cache, last, last_pos, jax.random.key(0),
-                            max_new_tokens=n_new, temperature=0.0, pad_id=pad_id)
+                            max_new_tokens=n_new, temperature=temperature, pad_id=pad_id)
     jax.block_until_ready(out.tokens)
     t2 = time.perf_counter()
     assert int(np.asarray(out.lengths).min()) == n_new
     return t2 - t0, t2 - t1, slots, np.asarray(out.tokens)
 
 
-def run_hf(hf_model, prompts, n_new: int, pad_id: int) -> tuple[float, np.ndarray]:
+def run_hf(hf_model, prompts, n_new: int, pad_id: int, temperature: float = 0.0
+           ) -> tuple[float, np.ndarray]:
     import torch
 
     tokens, mask, _ = left_pad(prompts, pad_id)
@@ -82,11 +84,19 @@ def run_hf(hf_model, prompts, n_new: int, pad_id: int) -> tuple[float, np.ndarra
     with torch.no_grad():
         out = hf_model.generate(torch.tensor(tokens, dtype=torch.long),
                                 attention_mask=torch.tensor(mask, dtype=torch.long),
-                                max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
-                                pad_token_id=pad_id)
+                                max_new_tokens=n_new, min_new_tokens=n_new,
+                                pad_token_id=pad_id, **sampling_kwargs(temperature))
     dt = time.perf_counter() - t
     assert out.shape[1] - tokens.shape[1] == n_new
     return dt, out[:, tokens.shape[1]:].numpy()
+
+
+def sampling_kwargs(temperature: float) -> dict:
+    """transformers ``generate`` settings for our ``temperature`` (0: greedy), top-p 1, top-k 0
+    (Search-R1's rollout sampling)."""
+    if temperature == 0:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
 
 
 def until_eos(tokens: np.ndarray, eos_ids) -> list[int]:
@@ -113,6 +123,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="0: greedy (rows compared with transformers); > 0: sampled, as in "
+                             "RL rollouts (top-p 1, top-k 0; no token comparison)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16"])
     args = parser.parse_args()
@@ -142,31 +155,33 @@ def main() -> None:
     print(f"{'batch':>5} {'weights':>8} {'ours tok/s':>11} {'ours decode':>12} {'hf tok/s':>9} "
           f"{'ratio':>6} {'vs hf fp32':>10} {'= hf fp32':>9} {'ms/step':>8} {'GB/step':>8} "
           f"{'roofline':>9}")
+    T = args.temperature
     for batch in args.batches:
         prompts = chat_prompts(tokenizer, batch)
         run_hf(hf["float32"], prompts[:1], 4, pad_id)                       # warm torch
-        hf32_time, hf32_tokens = min((run_hf(hf["float32"], prompts, args.new, pad_id)
+        hf32_time, hf32_tokens = min((run_hf(hf["float32"], prompts, args.new, pad_id, T)
                                       for _ in range(args.repeats)), key=lambda r: r[0])
         for dtype in args.dtypes:
             ours_model = with_weight_dtype(model, dtype)
-            run_ours(ours_model, cfg, prompts, args.new, pad_id)            # compile
-            ours = [run_ours(ours_model, cfg, prompts, args.new, pad_id)
+            run_ours(ours_model, cfg, prompts, args.new, pad_id, T)            # compile
+            ours = [run_ours(ours_model, cfg, prompts, args.new, pad_id, T)
                     for _ in range(args.repeats)]
             total, decode, slots, tokens = min(ours, key=lambda r: r[0])
             if dtype == "float32":
                 hf_time = hf32_time
             else:
                 run_hf(hf[dtype], prompts[:1], 4, pad_id)
-                hf_time = min(run_hf(hf[dtype], prompts, args.new, pad_id)[0]
+                hf_time = min(run_hf(hf[dtype], prompts, args.new, pad_id, T)[0]
                               for _ in range(args.repeats))
-            same = int(sum(np.array_equal(a[:n], b[:n]) for a, b, n in zip(
-                tokens, hf32_tokens, until_eos(tokens, eos_ids))))
+            same = "sampled" if T else "{}/{}".format(sum(
+                np.array_equal(a[:n], b[:n])
+                for a, b, n in zip(tokens, hf32_tokens, until_eos(tokens, eos_ids))), batch)
             n_tok = batch * args.new
             step = decode / args.new
             nbytes = decode_step_bytes(cfg, batch, slots, 2 if dtype == "bfloat16" else 4)
             print(f"{batch:>5} {dtype[:8]:>8} {n_tok / total:>11.1f} {n_tok / decode:>12.1f} "
                   f"{n_tok / hf_time:>9.1f} {hf_time / total:>6.2f} {hf32_time / total:>10.2f} "
-                  f"{f'{same}/{batch}':>9} {1e3 * step:>8.2f} {nbytes / 1e9:>8.3f} "
+                  f"{same:>9} {1e3 * step:>8.2f} {nbytes / 1e9:>8.3f} "
                   f"{nbytes / step / bandwidth:>9.1%}", flush=True)
 
 
