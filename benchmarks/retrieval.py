@@ -65,6 +65,23 @@ def recall(approx, exact):
     return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact)]))
 
 
+def score_error_tolerance(queries: np.ndarray, exact, sigmas=(2e-4, 5e-4, 1e-3, 2e-3, 4e-3),
+                          seed: int = 0) -> dict:
+    """How precise re-scoring must be on this data: the gap between the 3rd and 4th exact
+    scores, and recall@3 if every one of the exact top-50 scores had ``N(0, sigma^2)`` error
+    (a compressed store must score the candidates at least this well to reach that recall)."""
+    rows, scores = exact.search(queries, 50)
+    rows, scores = np.asarray(rows), np.asarray(scores, np.float32)
+    rng = np.random.default_rng(seed)
+    out = {"gap34_p5_p25_p50": np.percentile(scores[:, 2] - scores[:, 3], [5, 25, 50]).tolist(),
+           "top1_minus_top10_median": float(np.median(scores[:, 0] - scores[:, 9]))}
+    for sigma in sigmas:
+        noisy = scores + rng.normal(size=scores.shape).astype(np.float32) * sigma
+        top = np.take_along_axis(rows, np.argsort(-noisy, 1)[:, :3], 1)
+        out[f"recall@3_sigma_{sigma:g}"] = recall(top, rows[:, :3])
+    return out
+
+
 def timed_qps(search, queries, batch: int, repeats: int) -> float:
     search(queries[:batch])  # warm-up: compilation / caches
     start = time.perf_counter()
@@ -99,6 +116,11 @@ def bench(name: str, holder: list, queries: np.ndarray, args) -> dict:
     scann_rows, _ = scann.search(queries, 3)
     ah_rows, _ = scann.search(queries, 3, reorder=False)
     r3, r3_ah = recall(scann_rows, exact_rows), recall(ah_rows, exact_rows)
+    tolerance = score_error_tolerance(queries, exact)
+    print("score gap 3rd-4th (p5, p25, p50): " + ", ".join(
+        f"{g:.2e}" for g in tolerance["gap34_p5_p25_p50"]) + "; recall@3 with score error "
+        "N(0, s^2): " + ", ".join(f"s={k.rsplit('_', 1)[1]} {v:.3f}" for k, v in tolerance.items()
+                                 if k.startswith("recall")))
     qps_exact = timed_qps(lambda q: exact.search(q, 3), queries, args.batch, args.exact_repeats)
     qps_scann = timed_qps(lambda q: scann.search(q, 3), queries, args.batch, args.repeats)
     for leaves in args.sweep_leaves:
@@ -127,7 +149,7 @@ def bench(name: str, holder: list, queries: np.ndarray, args) -> dict:
     row = {"name": name, "n": n, "recall@3": r3, "recall@3_no_reorder": r3_ah,
            "qps_exact": qps_exact, "qps_scann": qps_scann, "speedup": qps_scann / qps_exact,
            "flat_fp32_bytes": flat, "index_bytes": total, "fraction_of_flat": total / flat,
-           "build_s": build_s}
+           "build_s": build_s, **tolerance}
     print(f"recall@3 vs exact: {r3:.4f} (AH only, no reorder: {r3_ah:.4f})")
     print(f"queries/s at batch {args.batch}: exact {qps_exact:,.0f}  ScaNN {qps_scann:,.0f}  "
           f"({qps_scann / qps_exact:.1f}x)")

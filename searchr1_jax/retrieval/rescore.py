@@ -30,8 +30,12 @@ class Fp16Rescorer:
                                      mmap_mode="r" if mmap else None, allow_pickle=False))
 
 
-# Uniform scalar quantisers for unit-variance Gaussians: half-range in sigmas, relative MSE.
-_SQ_RANGE = {8: 4.0, 4: 2.68, 2: 1.99}
+# Uniform scalar quantisers: half-range in sigmas, and relative MSE on a unit Gaussian (for the
+# bit allocation). The ranges are wider than Gaussian-optimal (4.0, 2.68, 1.99): residuals
+# within a leaf are heavy-tailed (a leaf can hold parts of several clusters; coordinates reach
+# 9 sigma) and a clipped outlier flips a ranking. Measured on 200k clustered vectors, the exact
+# top-200 re-scored: recall@3 0.764 -> 0.794 with 180 B codes, 0.908 -> 0.936 with 384 B.
+_SQ_RANGE = {8: 9.0, 4: 4.5, 2: 2.5}
 _SQ_MSE = {0: 1.0, 2: 0.1175, 4: 0.0095, 8: 0.00005}
 
 
