@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from searchr1_jax.sampling import sample_tokens, top_k_mask, top_p_mask
+from searchr1_jax.sampling import first_argmax, sample_tokens, top_k_mask, top_p_mask
 
 
 def nucleus_np(logits: np.ndarray, p: float) -> set[int]:
@@ -117,3 +117,8 @@ def test_sampling_is_gumbel_max_with_first_index_on_ties():
             scaled = top_k_mask(scaled, top_k)
         ref = jnp.argmax(scaled + jax.random.gumbel(key, scaled.shape), axis=-1)
         np.testing.assert_array_equal(np.asarray(tok), np.asarray(ref))
+
+
+def test_first_argmax_stays_in_range_on_a_nan_row():
+    x = jnp.asarray([[1.0, jnp.nan, 0.0], [0.0, 2.0, 2.0]])
+    np.testing.assert_array_equal(np.asarray(first_argmax(x)), [2, 1])
