@@ -156,13 +156,18 @@ def test_preemption_flag_sigterm_and_second_signal():
         os.kill(os.getpid(), signal.SIGTERM)   # would kill the test process without the flag
         assert flag.requested and flag.signum == signal.SIGTERM and flag.should_stop()
     assert signal.getsignal(signal.SIGTERM) == before  # handlers restored on exit
-    # a second SIGINT goes to the previous handler (KeyboardInterrupt by default)
-    with PreemptionFlag(signals=(signal.SIGINT,)) as flag:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert flag.requested
-        with pytest.raises(KeyboardInterrupt):
+    # a second SIGINT goes to the previous handler (KeyboardInterrupt by default). Set that
+    # default first: a shell starting pytest in the background (`&`) hands it SIGINT ignored.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with PreemptionFlag(signals=(signal.SIGINT,)) as flag:
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert flag.requested
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_second_sigterm_terminates_a_stuck_run():
