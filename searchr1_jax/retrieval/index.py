@@ -150,9 +150,10 @@ def _load_tokens(art: str, n: int, mmap: bool) -> np.ndarray:
 def _fixed_bytes(n: int, dim: int, num_leaves: int, dims_per_block: int) -> float:
     """Bytes the directory stores besides the re-scoring codes (estimate, for the budget):
     AH codes (a byte per block), tokens (int32), tree (ScaNN keeps two float32 copies of the
-    centres), leaf means (float16), the rotation (float16, at most D x D), steps, headers."""
+    centres), the compact code's tables but its rotation (``CompactRescorer.fixed_bytes``),
+    headers (16 KiB)."""
     return (n * (math.ceil(dim / dims_per_block) + 4 * (num_leaves > 0))
-            + num_leaves * dim * (8 + 2) + 2 * dim * dim + 4 * dim + 16_384)
+            + num_leaves * dim * 8 + CompactRescorer.fixed_bytes(n, dim, num_leaves) + 16_384)
 
 
 class ScannIndex:
@@ -208,9 +209,9 @@ class ScannIndex:
         tokens = _tokens_of(searcher, n)
         budget = params["budget"] * n * dim * 4 - _fixed_bytes(n, dim, params["num_leaves"],
                                                                 params["dims_per_block"])
-        # Small corpora cannot meet the budget (the tree and rotation dominate): a floor of
-        # D/8 bytes a vector keeps re-scoring useful there.
-        code_bytes = max(dim // 8, int(budget // n))
+        # Small corpora cannot meet the budget (the tree, rotation and centroids dominate): a
+        # floor of D/16 bytes a vector keeps re-scoring useful there.
+        code_bytes = max(dim // 16, CompactRescorer.code_bytes(budget, n, dim))
         rescorer = CompactRescorer.fit(db, tokens, params["num_leaves"], min(code_bytes, dim))
         params["code_bytes"] = rescorer.nbytes_per_vector
         params["tiers"] = list(rescorer.tiers)
@@ -298,8 +299,7 @@ def load_index(directory: str, mmap: bool = True) -> ExactIndex | ScannIndex:
         if params.get("rescore", "fp16") == "fp16":
             rescorer, shape = Fp16Rescorer.load(directory, mmap), (n, manifest["dim"])
         else:
-            tokens = _load_tokens(art, n, mmap=False)
-            rescorer = CompactRescorer.load(directory, params["tiers"], tokens, mmap)
+            rescorer = CompactRescorer.load(directory, params["tiers"], mmap)
             shape = (n, params["code_bytes"])
         if rescorer.codes.shape != shape:
             raise RetrievalError(f"{directory}: re-scoring store shape {rescorer.codes.shape}, "

@@ -1,14 +1,17 @@
 """Re-scoring stages of the ScaNN index: the ``reorder_k`` candidates ScaNN's 4-bit codes
 propose are re-scored either exactly against float16 vectors (``Fp16Rescorer``, memory-mapped
-after load) or with a compact code (``CompactRescorer``): each vector minus its leaf mean,
-rotated into a PCA basis and scalar-quantised at 8/4/2/0 bits per coordinate, sized so the
-whole index directory stays within a byte budget (1/8 of flat fp32 by default).
+after load) or with a compact code (``CompactRescorer``): each vector as a gain times its fine
+centroid (k-means inside its ScaNN leaf) plus a residual orthogonal to that centroid, rotated
+into a PCA basis and scalar-quantised at 8/4/2/0 bits per coordinate, sized so the whole index
+directory stays within a byte budget (1/8 of flat fp32 by default).
 """
 from __future__ import annotations
 
 import os
 
 import numpy as np
+
+from searchr1_jax.retrieval.base import RetrievalError
 
 
 class Fp16Rescorer:
@@ -31,14 +34,13 @@ class Fp16Rescorer:
 
 
 # Uniform scalar quantisers: half-range in sigmas, and relative MSE on a unit Gaussian (for the
-# bit allocation). 4 and 2 bits use the Gaussian-optimal ranges; 8 bits a wider one: residuals
-# within a leaf are heavy-tailed (a leaf can hold parts of several clusters; coordinates reach
-# 9 sigma) and a clipped outlier flips a ranking, while 8 bits lose little precision to a wider
-# range. Measured on 200k clustered vectors, the exact top-200 re-scored with 384 B codes:
-# recall@3 0.908 -> 0.928. Wider 4/2-bit ranges (4.5/2.5) helped there (0.936) but lowered the
-# 1M benchmark, whose 180 B code is mostly 4- and 2-bit, from 0.649 to 0.616.
-_SQ_RANGE = {8: 9.0, 4: 2.68, 2: 1.99}
+# bit allocation). 4 and 2 bits use the Gaussian-optimal ranges. 8 bits: RANGE8 (see below).
+_SQ_RANGE = {8: 4.5, 4: 2.68, 2: 1.99}
 _SQ_MSE = {0: 1.0, 2: 0.1175, 4: 0.0095, 8: 0.00005}
+VECTORS_PER_CENTROID = 125  # fine residual centroids: one per ~125 vectors of a leaf
+# Centred levels of every byte: two 4-bit or four 2-bit coordinates, low bits first.
+_NIBBLES = ((np.arange(256)[:, None] >> np.array([0, 4])) & 15).astype(np.float32) - 7.5
+_CRUMBS = ((np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3).astype(np.float32) - 1.5
 
 
 def _allocate_bits(gain: np.ndarray, nbytes: int) -> tuple[int, int, int]:
@@ -62,41 +64,156 @@ def _allocate_bits(gain: np.ndarray, nbytes: int) -> tuple[int, int, int]:
     return best
 
 
-class CompactRescorer:
-    """Compact re-scoring code: x ~ mean[leaf] + R^T y, y = residual in a PCA basis of the
-    within-leaf residuals, scalar-quantised with 8/4/2/0 bits a coordinate, the bits given to
-    the coordinates with the largest (query energy x residual variance). Packed bytes:
-    [n8 bytes | n4/2 bytes of nibbles | n2/4 bytes of four 2-bit levels]."""
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Plain (Euclidean) k-means of one leaf's vectors, k-means++ seeding -> (centroids [k, D],
+    assignment [n]). k-means++ matters here: a leaf often holds several clusters, and random
+    seeds that miss one leave a centroid between two (measured: 4% of candidates mis-scored)."""
+    sq = (x * x).sum(1)
+    c = np.empty((k, x.shape[1]), np.float32)
+    c[0] = x[rng.integers(len(x))]
+    dist = np.maximum(sq - 2 * x @ c[0] + c[0] @ c[0], 0)
+    for j in range(1, k):
+        total = dist.sum()
+        c[j] = x[rng.choice(len(x), p=dist / total) if total > 0 else rng.integers(len(x))]
+        dist = np.minimum(dist, np.maximum(sq - 2 * x @ c[j] + c[j] @ c[j], 0))
+    for it in range(iters + 1):
+        a = np.argmax(x @ c.T - 0.5 * (c * c).sum(1), axis=1)
+        if it == iters:
+            return c, a
+        onehot = (a[:, None] == np.arange(k)[None, :]).astype(np.float32)
+        count = onehot.sum(0)
+        c = np.where(count[:, None] > 0, (onehot.T @ x) / np.maximum(count, 1)[:, None], c)
 
-    def __init__(self, means, rotation, steps, tiers, codes, tokens):
-        self.means, self.rotation, self.steps = means, rotation, steps  # [L,D] [D,K] [K]
-        self.tiers, self.codes, self.tokens = tuple(int(t) for t in tiers), codes, tokens
+
+def _assign_nearest(x, probed: np.ndarray, members: list[np.ndarray], centroids: np.ndarray,
+                    best: np.ndarray, fine: np.ndarray) -> None:
+    """For each vector i and list l in ``probed[i]``: if a centroid of ``members[l]`` is nearer
+    (Euclidean) than ``best[i]``, it becomes ``fine[i]`` (in place). Inverted lists: one
+    matmul per list over the vectors that probe it."""
+    p = probed.shape[1]
+    flat = np.argsort(probed.reshape(-1), kind="stable")
+    bounds = np.searchsorted(probed.reshape(-1)[flat], np.arange(len(members) + 1))
+    for lst, ids in enumerate(members):
+        rows = flat[bounds[lst]:bounds[lst + 1]] // p
+        if not len(rows) or not len(ids):
+            continue
+        c = centroids[ids]
+        sc = np.asarray(x[rows], np.float32) @ c.T - 0.5 * (c * c).sum(1)
+        arg = np.argmax(sc, 1)
+        top = sc[np.arange(len(rows)), arg]
+        better = top > best[rows]
+        best[rows[better]] = top[better]
+        fine[rows[better]] = ids[arg[better]]
+
+
+def fine_centroids(x: np.ndarray, tokens: np.ndarray, num_leaves: int, seed: int = 0,
+                   probe: int = 4, chunk: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
+    """Residual centroids: k-means inside each leaf (``ceil(count / VECTORS_PER_CENTROID)``
+    centroids, at most 256); each vector then takes the nearest centroid of its own leaf or of
+    the ``probe`` groups (k-means of the centroids, sqrt(C) groups) whose means are nearest
+    -> (centroids float32[C, D], fine int[N], the index of each vector's centroid).
+
+    Why search beyond the own leaf: a leaf's k-means serves the clusters that fill it; a vector
+    of a cluster that mostly lies in other leaves would be coded against a far centroid, and its
+    large residual wrecked 1.5% of the scores at 1M (docs/benchmarks.md). Probing groups of
+    centroids (not leaves: a leaf mixing many clusters has an uninformative mean) finds a near
+    one at a tenth of the cost of comparing with all of them.
+    """
+    n, d = x.shape
+    leaves = max(num_leaves, int(tokens.max()) + 1 if n else 1)
+    counts = np.bincount(tokens, minlength=leaves)
+    per_leaf = np.minimum(np.clip(-(-counts // VECTORS_PER_CENTROID), 1, 256), counts)
+    offsets = np.concatenate([[0], np.cumsum(per_leaf)]).astype(np.int64)
+    centroids = np.zeros((offsets[-1], d), np.float32)
+    order = np.argsort(tokens, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    rng = np.random.default_rng(seed)
+    for leaf in np.flatnonzero(counts):
+        part = np.asarray(x[order[starts[leaf]:starts[leaf + 1]]], np.float32)
+        centroids[offsets[leaf]:offsets[leaf + 1]] = _kmeans(part, int(per_leaf[leaf]), rng)[0]
+    best = np.full(n, -np.inf, np.float32)
+    fine = np.zeros(n, np.uint16 if len(centroids) <= 65_536 else np.int32)
+    own = [np.arange(offsets[i], offsets[i + 1]) for i in range(leaves)]
+    _assign_nearest(x, tokens.reshape(-1, 1), own, centroids, best, fine)
+    groups = int(np.ceil(np.sqrt(len(centroids))))
+    probe = min(probe, groups)
+    if probe and groups > 1:
+        means, group = _kmeans(centroids, groups, rng)
+        members = [np.flatnonzero(group == g) for g in range(groups)]
+        half = 0.5 * (means * means).sum(1)
+        probed = np.empty((n, probe), np.int32)
+        for s in range(0, n, chunk):
+            sc = np.asarray(x[s:s + chunk], np.float32) @ means.T - half
+            probed[s:s + chunk] = np.argpartition(-sc, probe - 1, axis=1)[:, :probe]
+        _assign_nearest(x, probed, members, centroids, best, fine)
+    return centroids, fine
+
+
+class CompactRescorer:
+    """Compact re-scoring code, a gain-shape residual code:
+    ``x ~ (1 + delta) * c + R^T y`` with ``c`` the vector's fine centroid (k-means inside its
+    ScaNN leaf), ``y`` the residual ``x - alpha c`` (``alpha = <x, c>/|c|^2``, so it is
+    orthogonal to ``c``) in a PCA basis ``R`` of such residuals, scalar-quantised with 8/4/2/0
+    bits a coordinate (bits go to the coordinates with the largest residual variance x energy of
+    the vectors orthogonal to their centroid, a stand-in for the queries). ``delta`` (float16) is
+    chosen so the reconstruction has exactly x's component along ``c``.
+
+    Why the gain: a query is close to its neighbours' centroid, so most of ``<q, x>`` is
+    ``<q, c>``; a quantisation error along ``c`` is multiplied by that large part, while the
+    error orthogonal to ``c`` only meets the small part of ``q`` that is orthogonal to it.
+    Measured on 1M clustered vectors, the exact top-50 re-scored with 180 B codes: recall@3
+    0.82 with leaf means (no gain) -> 0.97 (docs/benchmarks.md).
+    Packed code bytes: [n8 bytes | n4/2 bytes of nibbles | n2/4 bytes of four 2-bit levels]."""
+
+    FILES = ("centroids", "fine", "delta", "rotation", "steps", "codes")
+
+    def __init__(self, centroids, fine, delta, rotation, steps, tiers, codes):
+        self.centroids, self.fine, self.delta = centroids, fine, delta  # [C,D] [N] [N]
+        self.rotation, self.steps, self.codes = rotation, steps, codes  # [D,K] [K] [N,bytes]
+        self.tiers = tuple(int(t) for t in tiers)
+
+    @staticmethod
+    def fixed_bytes(n: int, dim: int, num_leaves: int) -> int:
+        """Bytes besides the codes and the rotation: centroids (float16, at most n/125 + one
+        per leaf), the centroid index (uint16 up to 65,536 centroids, else int32) and delta
+        (float16) per vector, steps."""
+        centroids = n // VECTORS_PER_CENTROID + max(num_leaves, 1)
+        return centroids * dim * 2 + n * (2 if centroids <= 65_536 else 4) + 2 * n + 4 * dim
+
+    @staticmethod
+    def code_bytes(available: float, n: int, dim: int) -> int:
+        """Largest code (bytes a vector) whose codes plus rotation (float16 [D, K], K <= 4 x
+        code bytes: 2-bit coordinates) fit in ``available`` bytes."""
+        small = available / (n + 8 * dim)  # K = 4 x code < D
+        return int(small if 4 * small < dim else max(dim / 4, (available - 2 * dim * dim) / n))
 
     @staticmethod
     def fit(x: np.ndarray, tokens: np.ndarray, num_leaves: int, nbytes: int, seed: int = 0
             ) -> "CompactRescorer":
         n, d = x.shape
-        sums = np.zeros((max(num_leaves, 1), d), np.float64)
-        for s in range(0, n, 65_536):
-            np.add.at(sums, tokens[s:s + 65_536], x[s:s + 65_536])
-        counts = np.bincount(tokens, minlength=len(sums))[:, None]
-        means = (sums / np.maximum(counts, 1)).astype(np.float16)
+        centroids, fine = fine_centroids(x, tokens, num_leaves, seed)
+        centroids = centroids.astype(np.float16)  # as stored: fit the code to what is decoded
         sample = np.sort(np.random.default_rng(seed).choice(n, min(n, 50_000), replace=False))
         xs = np.asarray(x[sample], np.float32)
-        res = xs - means[tokens[sample]].astype(np.float32)
+        cs = centroids[fine[sample]].astype(np.float32)
+        c2 = (cs * cs).sum(1, keepdims=True)
+        ok = c2 > 1e-12
+        res = xs - np.where(ok, (xs * cs).sum(1, keepdims=True) / np.where(ok, c2, 1), 0) * cs
         var, vecs = np.linalg.eigh(res.T @ res / len(res))
-        query_energy = ((xs @ vecs) ** 2).mean(0)  # the vectors stand in for the queries
-        gain = np.maximum(var, 0) * query_energy
+        chat = np.where(ok, cs / np.sqrt(np.where(ok, c2, 1)), 0)
+        perp = xs - (xs * chat).sum(1, keepdims=True) * chat
+        gain = np.maximum(var, 0) * ((perp @ vecs) ** 2).mean(0)
         order = np.argsort(-gain)
         n8, n4, n2 = _allocate_bits(gain[order], nbytes)
         keep = order[:n8 + n4 + n2]
-        rotation = vecs[:, keep].astype(np.float16)
         sigma = np.sqrt(np.maximum(var[keep], 1e-12))
         bits = np.array([8] * n8 + [4] * n4 + [2] * n2)
         steps = (2 * np.array([_SQ_RANGE[b] for b in bits]) * sigma / 2.0 ** bits
                  ).astype(np.float32)
-        out = CompactRescorer(means, rotation, steps, (n8, n4, n2), None, tokens)
-        out.codes = out.encode(x)
+        out = CompactRescorer(centroids, fine, None, vecs[:, keep].astype(np.float16), steps,
+                              (n8, n4, n2), None)
+        out.delta, out.codes = out.encode(x)
         return out
 
     @property
@@ -108,54 +225,78 @@ class CompactRescorer:
         n8, n4, n2 = self.tiers
         return np.array([256] * n8 + [16] * n4 + [4] * n2, np.float32)
 
-    def encode(self, x: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    def _centroids_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.centroids[self.fine[rows]].astype(np.float32)
+
+    def encode(self, x: np.ndarray, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+        """-> (delta float16[N], packed codes uint8[N, bytes]) for the rows of the fitted x."""
         n8, n4, n2 = self.tiers
         levels = self._levels()
         rot = self.rotation.astype(np.float32)
-        out = np.empty((len(x), self.nbytes_per_vector), np.uint8)
+        codes = np.empty((len(x), self.nbytes_per_vector), np.uint8)
+        delta = np.empty(len(x), np.float16)
         for s in range(0, len(x), chunk):
             part = np.asarray(x[s:s + chunk], np.float32)
-            y = (part - self.means[self.tokens[s:s + chunk]].astype(np.float32)) @ rot
+            c = self._centroids_of(np.arange(s, s + len(part)))
+            c2 = (c * c).sum(1)
+            ok = c2 > 1e-12
+            alpha = np.where(ok, (part * c).sum(1) / np.where(ok, c2, 1), 0)
+            y = (part - alpha[:, None] * c) @ rot
             q = np.clip(np.floor(y / self.steps + levels / 2), 0, levels - 1).astype(np.uint8)
+            # delta: the decoded residual's leak along c is taken out of the gain.
+            beta = ((q + 0.5 - levels / 2) * self.steps) @ rot.T
+            gamma = alpha - np.where(ok, (beta * c).sum(1) / np.where(ok, c2, 1), 0)
+            delta[s:s + chunk] = np.where(ok, gamma - 1, 0)
             q4 = q[:, n8:n8 + n4].reshape(len(q), -1, 2)
             q2 = q[:, n8 + n4:].reshape(len(q), -1, 4)
-            out[s:s + chunk] = np.concatenate(
+            codes[s:s + chunk] = np.concatenate(
                 [q[:, :n8], q4[..., 0] | (q4[..., 1] << 4),
                  q2[..., 0] | (q2[..., 1] << 2) | (q2[..., 2] << 4) | (q2[..., 3] << 6)], 1)
-        return out
+        return delta, codes
 
     def decode_levels(self, packed: np.ndarray) -> np.ndarray:
         """uint8 [..., bytes] -> centred quantisation levels float32 [..., K] (times steps: y)."""
         n8, n4, n2 = self.tiers
-        b4 = packed[..., n8:n8 + n4 // 2]
-        b2 = packed[..., n8 + n4 // 2:]
-        q = np.concatenate(
-            [packed[..., :n8],
-             np.stack([b4 & 15, b4 >> 4], -1).reshape(*b4.shape[:-1], -1),
-             np.stack([b2 & 3, (b2 >> 2) & 3, (b2 >> 4) & 3, b2 >> 6], -1
-                      ).reshape(*b2.shape[:-1], -1)], -1)
-        return q.astype(np.float32) + 0.5 - self._levels() / 2
+        lead = packed.shape[:-1]
+        return np.concatenate(
+            [packed[..., :n8].astype(np.float32) - 127.5,
+             _NIBBLES[packed[..., n8:n8 + n4 // 2]].reshape(*lead, n4),
+             _CRUMBS[packed[..., n8 + n4 // 2:]].reshape(*lead, n2)], -1)
 
     def score(self, q: np.ndarray, rows: np.ndarray, chunk: int = 64) -> np.ndarray:
-        """Approximate <q, x_row> for rows int64 [Q, C] -> float32 [Q, C]."""
-        base = np.take_along_axis(q @ self.means.astype(np.float32).T, self.tokens[rows], 1)
+        """Approximate <q, x_row> for rows int64 [Q, C] -> float32 [Q, C]:
+        ``(1 + delta) <q, c> + <q R, y>``. ``<q, c>``: one matmul with every centroid when
+        there are few (measured 5x faster at 8.5k centroids and 200 candidates than gathering
+        each candidate's float16 centroid), else gathered."""
         qy = (q @ self.rotation.astype(np.float32)) * self.steps
+        few = len(self.centroids) <= 64 * rows.shape[1]
+        centroids = self.centroids.astype(np.float32) if few else None
         out = np.empty(rows.shape, np.float32)
         for s in range(0, len(q), chunk):
-            lv = self.decode_levels(self.codes[rows[s:s + chunk].reshape(-1)])
-            lv = lv.reshape(*rows[s:s + chunk].shape, -1)
-            out[s:s + chunk] = np.einsum("qk,qck->qc", qy[s:s + chunk], lv)
-        return base + out
+            r, qs = rows[s:s + chunk], q[s:s + chunk]
+            fine = self.fine[r]
+            if few:
+                qc = np.take_along_axis(qs @ centroids.T, fine.astype(np.int64), 1)
+            else:
+                qc = np.einsum("qd,qcd->qc", qs, self.centroids[fine].astype(np.float32))
+            lv = self.decode_levels(self.codes[r.reshape(-1)]).reshape(*r.shape, -1)
+            out[s:s + chunk] = ((1 + self.delta[r].astype(np.float32)) * qc
+                                + np.einsum("qk,qck->qc", qy[s:s + chunk], lv))
+        return out
 
     def save(self, directory: str) -> None:
-        for name in ("means", "rotation", "steps", "codes"):
+        for name in self.FILES:
             np.save(os.path.join(directory, f"rescore_{name}.npy"), getattr(self, name))
 
     @staticmethod
-    def load(directory: str, tiers, tokens, mmap: bool) -> "CompactRescorer":
-        arr = {name: np.load(os.path.join(directory, f"rescore_{name}.npy"),
-                             mmap_mode="r" if mmap and name == "codes" else None,
-                             allow_pickle=False)
-               for name in ("means", "rotation", "steps", "codes")}
-        return CompactRescorer(arr["means"], arr["rotation"], arr["steps"], tiers, arr["codes"],
-                         tokens)
+    def load(directory: str, tiers, mmap: bool) -> "CompactRescorer":
+        arr = {}
+        for name in CompactRescorer.FILES:
+            path = os.path.join(directory, f"rescore_{name}.npy")
+            if not os.path.exists(path):
+                raise RetrievalError(f"{path} is missing (an index from an older version? "
+                                     f"rebuild it with build_index)")
+            arr[name] = np.load(path, allow_pickle=False, mmap_mode="r" if mmap and name in (
+                "codes", "fine", "delta") else None)
+        return CompactRescorer(arr["centroids"], arr["fine"], arr["delta"], arr["rotation"],
+                               arr["steps"], tiers, arr["codes"])

@@ -107,13 +107,14 @@ def test_compact_scann_index_dir_within_an_eighth_of_flat_fp32(tmp_path):
 
 
 def test_compact_scann_recall_on_real_word_embeddings(word_vectors):
-    """Measured, not the 0.95 target: the compact code loses top-3 order (docs/benchmarks.md)."""
+    """Measured, not the 0.95 target: at 28k x 384 the tree, rotation and centroids leave the
+    compact code 52 B a vector (1M x 768 gets 163 B and 0.965: docs/benchmarks.md)."""
     db, queries = word_vectors[:28_000], word_vectors[28_000:28_500]
     exact_rows, _ = ExactIndex(db).search(queries, 3)
     index = ScannIndex.build(db, params={"rescore": "compact"})
     r = recall(index.search(queries, 3)[0], exact_rows)
     print(f"compact ScaNN recall@3 on MiniLM token embeddings: {r:.3f}, params {index.params}")
-    assert r >= 0.6  # measured 0.697
+    assert r >= 0.6  # measured 0.690
 
 
 def test_scann_recall_on_real_corpus_embeddings(subset_embeddings):
