@@ -39,9 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
         retries=3,
         on_error="observation",   # observation (tell the model) | raise (fail the batch)
         # ScaNN's re-scoring of its candidates: "fp16" (exact vs an fp16 copy: recall@3 0.998,
-        # index 0.63 of flat fp32) | "compact" (within 1/8 of flat, recall@3 0.65 at 1M
-        # synthetic): docs/benchmarks.md.
-        scann_rescore="fp16",
+        # index 0.63 of flat fp32) | "compact" (within 1/8 of flat, recall@3 0.965 at 1M
+        # synthetic) | "auto" (compact from 200k vectors): docs/benchmarks.md.
+        scann_rescore="auto",
         rerank=False,
         reranker="cross-encoder/ms-marco-MiniLM-L-6-v2",
         rerank_candidates=10,

@@ -49,7 +49,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Callable[[Any], str | None] | N
     "data.prompt_style": (str, _one_of("auto", "chat", "raw")),
     "data.train_batch_size": (int, _positive),
     "retrieval.kind": (str, _one_of("bm25", "exact", "scann", "http")),
-    "retrieval.scann_rescore": (str, _one_of("fp16", "compact")),
+    "retrieval.scann_rescore": (str, _one_of("auto", "fp16", "compact")),
     "retrieval.topk": (int, _positive),
     "retrieval.timeout_s": (_NUM, _positive),
     "retrieval.retries": (int, _non_negative),

@@ -51,7 +51,7 @@ def build(rcfg, out_dir: str, kinds: list[str]) -> None:
             return  # process 0 builds the index once every process has encoded its shards
         vectors = load_embeddings(emb_dir)
         index = (ExactIndex(vectors) if dense[0] == "exact" else ScannIndex.build(
-            vectors, params={"rescore": rcfg.get("scann_rescore", "fp16")}))
+            vectors, params={"rescore": rcfg.get("scann_rescore", "auto")}))
         index.save(os.path.join(out_dir, "dense"))
         with open(os.path.join(out_dir, "retrieval.json"), "w") as f:
             json.dump({"encoder": rcfg.encoder, "query_prefix": encoder.prefix["query"],

@@ -4,9 +4,9 @@ Both answer ``search(query_vectors float[Q, H], k) -> (rows int64[Q, k'], scores
 with k' = min(k, N), score = <q, x> (cosine for unit vectors), best first.
 ScaNN: k-means tree partitioning, then anisotropic asymmetric hashing (4-bit codes) scores the
 points of the searched leaves, then the top ``reorder_k`` candidates are re-scored: exactly
-against float16 vectors memory-mapped from the index directory (default), or with a compact
-PCA + scalar-quantised residual code that keeps the directory within 1/8 of flat fp32
-(``rescore="compact"``; lower recall, see ``scann_params``). Directories hold ``index.json``
+against float16 vectors memory-mapped from the index directory (the default below 200k
+vectors), or with a compact gain-shape residual code that keeps the directory within 1/8 of
+flat fp32 (the default from 200k: see ``scann_params``). Directories hold ``index.json``
 (manifest) and numpy/ScaNN files; nothing is unpickled when loading.
 """
 from __future__ import annotations
@@ -98,23 +98,30 @@ class ExactIndex:
                                     "dim": self.dim})
 
 
-def scann_params(n: int, rescore: str = "fp16") -> dict:
+COMPACT_FROM = 200_000  # rescore="auto": compact codes from this many vectors, fp16 below
+
+
+def scann_params(n: int, rescore: str = "auto") -> dict:
     """ScaNN settings from the corpus size and the re-scoring store.
 
     About sqrt(n) k-means leaves (ScaNN's guidance); the searched fraction of leaves is
     clip(0.25 * 1e5 / n, 0.02, 0.25). wiki-18 (21M): 4583 leaves, 92 searched. Below 4,000
     vectors there is no tree.
 
-    ``rescore="fp16"`` (default): AH with 2 dims per block (ScaNN writes one byte per 4-bit
-    code: H/2 bytes a vector) proposes 40 candidates, re-scored exactly against a float16 copy
-    of the vectors. Measured recall@3 0.9997 at 1M, but the directory is ~0.63 of flat fp32.
     ``rescore="compact"``: AH with 4 dims per block (H/4 bytes) proposes 200 candidates,
     re-scored with ``CompactRescorer`` codes sized so the whole directory is ``budget`` (1/8) of
-    flat fp32. Measured recall@3 0.649 at 1M synthetic, 0.697 on 28k real MiniLM vectors
-    (docs/benchmarks.md): below the 0.95 target, so not the default.
+    flat fp32. Measured at 1M x 768 synthetic: recall@3 0.965, 163 B codes. Small corpora
+    leave the code few bytes (the tree, rotation and centroids are a larger share): 0.690 on
+    28k x 384 real MiniLM vectors (docs/benchmarks.md).
+    ``rescore="fp16"``: AH with 2 dims per block (ScaNN writes one byte per 4-bit code: H/2
+    bytes a vector) proposes 40 candidates, re-scored exactly against a float16 copy of the
+    vectors. Measured recall@3 0.9977 at 1M, but the directory is ~0.63 of flat fp32.
+    ``rescore="auto"`` (default): compact from ``COMPACT_FROM`` vectors, fp16 below.
     """
+    if rescore == "auto":
+        rescore = "compact" if n >= COMPACT_FROM else "fp16"
     if rescore not in ("fp16", "compact"):
-        raise RetrievalError(f"rescore must be 'fp16' or 'compact', got {rescore!r}")
+        raise RetrievalError(f"rescore must be 'auto', 'fp16' or 'compact', got {rescore!r}")
     num_leaves = 0 if n < 4_000 else int(round(math.sqrt(n)))
     fraction = min(0.25, max(0.02, 0.25 * 1e5 / max(n, 1)))
     compact = rescore == "compact"
@@ -186,8 +193,8 @@ class ScannIndex:
     def build(cls, vectors: np.ndarray, params: dict | None = None, threads: int = 0
               ) -> "ScannIndex":
         import scann  # lazy: optional dependency
-        params = {**scann_params(len(vectors), (params or {}).get("rescore", "fp16")),
-                  **(params or {})}
+        params = dict(params or {})
+        params = {**scann_params(len(vectors), params.pop("rescore", "auto")), **params}
         n, dim = vectors.shape
         db = np.ascontiguousarray(vectors, np.float32)
         builder = scann.scann_ops_pybind.builder(db, params["reorder_k"], "dot_product")

@@ -100,7 +100,7 @@ def build_retriever(rcfg) -> Retriever:
         encoder = encoder_from_config(rcfg)
         vectors = encoder.encode_passages(list(store.iter_contents()), show_progress=True)
         index = ExactIndex(vectors) if kind == "exact" else ScannIndex.build(
-            vectors, params={"rescore": rcfg.get("scann_rescore", "fp16")})
+            vectors, params={"rescore": rcfg.get("scann_rescore", "auto")})
         retriever = DenseRetriever(encoder, index, store)
     else:
         raise RetrievalError(f"retrieval.kind = {kind!r}: must be bm25, exact, scann or http")

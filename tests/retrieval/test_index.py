@@ -60,6 +60,12 @@ def test_scann_params_scale_with_corpus():
     assert p["num_leaves"] == 4583 and p["leaves_to_search"] == 92
     assert scann_params(1_000_000)["leaves_to_search"] == 25
     assert scann_params(28_000)["leaves_to_search"] == 42  # a quarter of 167 leaves
+    # "auto" re-scoring: fp16 vectors below 200k, compact codes (1/8 of flat) from there.
+    assert scann_params(28_000)["rescore"] == "fp16"
+    assert scann_params(1_000_000)["rescore"] == "compact"
+    assert scann_params(1_000_000, "fp16")["dims_per_block"] == 2
+    with pytest.raises(RetrievalError, match="'auto', 'fp16' or 'compact'"):
+        scann_params(10, "int4")
 
 
 def test_scann_recall_on_real_word_embeddings(word_vectors, tmp_path):
