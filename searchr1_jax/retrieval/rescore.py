@@ -65,8 +65,8 @@ def _allocate_bits(gain: np.ndarray, nbytes: int) -> tuple[int, int, int]:
     return best
 
 
-def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8,
+            spherical: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Plain (Euclidean) k-means of one leaf's vectors, k-means++ seeding -> (centroids [k, D],
     assignment [n]). k-means++ matters here: a leaf often holds several clusters, and random
     seeds that miss one leave a centroid between two (measured: 4% of candidates mis-scored)."""
@@ -86,6 +86,8 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8
         onehot = (a[:, None] == np.arange(k)[None, :]).astype(np.float32)
         count = onehot.sum(0)
         c = np.where(count[:, None] > 0, (onehot.T @ x) / np.maximum(count, 1)[:, None], c)
+        if spherical:  # unit x and unit means: the argmax above is the cosine's
+            c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
 
 
 def _assign_nearest(x, probed: np.ndarray, members: list[np.ndarray], centroids: np.ndarray,
@@ -97,23 +99,28 @@ def _assign_nearest(x, probed: np.ndarray, members: list[np.ndarray], centroids:
     flat = np.argsort(probed.reshape(-1), kind="stable")
     bounds = np.searchsorted(probed.reshape(-1)[flat], np.arange(len(members) + 1))
     for lst, ids in enumerate(members):
-        rows = flat[bounds[lst]:bounds[lst + 1]] // p
-        if not len(rows) or not len(ids):
+        if not len(ids):
             continue
         c = centroids[ids]
-        sc = np.asarray(x[rows], np.float32) @ c.T - 0.5 * (c * c).sum(1)
-        arg = np.argmax(sc, 1)
-        top = sc[np.arange(len(rows)), arg]
-        better = top > best[rows]
-        best[rows[better]] = top[better]
-        fine[rows[better]] = ids[arg[better]]
+        half = 0.5 * (c * c).sum(1)
+        listed = flat[bounds[lst]:bounds[lst + 1]] // p
+        block = max(1, (1 << 22) // len(ids))  # bounded memory: <= 16 MiB of scores at once
+        for s in range(0, len(listed), block):
+            rows = listed[s:s + block]
+            sc = np.asarray(x[rows], np.float32) @ c.T - half
+            arg = np.argmax(sc, 1)
+            top = sc[np.arange(len(rows)), arg]
+            better = top > best[rows]
+            best[rows[better]] = top[better]
+            fine[rows[better]] = ids[arg[better]]
 
 
 def fine_centroids(x: np.ndarray, tokens: np.ndarray, num_leaves: int, seed: int = 0,
                    probe: int = 4, chunk: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
     """Residual centroids: k-means inside each leaf (``ceil(count / VECTORS_PER_CENTROID)``
     centroids, at most 256); each vector then takes the nearest centroid of its own leaf or of
-    the ``probe`` groups (k-means of the centroids, sqrt(C) groups) whose means are nearest
+    the ``probe`` groups (spherical k-means of the centred centroids, sqrt(C) groups) whose
+    means are nearest
     -> (centroids float32[C, D], fine int[N], the index of each vector's centroid).
 
     Why search beyond the own leaf: a leaf's k-means serves the clusters that fill it; a vector
@@ -141,12 +148,17 @@ def fine_centroids(x: np.ndarray, tokens: np.ndarray, num_leaves: int, seed: int
     groups = int(np.ceil(np.sqrt(len(centroids))))
     probe = min(probe, groups)
     if probe and groups > 1:
-        means, group = _kmeans(centroids, groups, rng)
+        # Spherical k-means of the centred centroids: the shared direction of all embeddings
+        # removed, a group's mean points at its members only. (Euclidean k-means of raw
+        # centroids once put 8,074 of 8,518 in one group around the overall mean.)
+        centre = centroids.mean(0)
+        unit = centroids - centre
+        unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+        means, group = _kmeans(unit, groups, rng, spherical=True)
         members = [np.flatnonzero(group == g) for g in range(groups)]
-        half = 0.5 * (means * means).sum(1)
         probed = np.empty((n, probe), np.int32)
         for s in range(0, n, chunk):
-            sc = np.asarray(x[s:s + chunk], np.float32) @ means.T - half
+            sc = (np.asarray(x[s:s + chunk], np.float32) - centre) @ means.T
             probed[s:s + chunk] = np.argpartition(-sc, probe - 1, axis=1)[:, :probe]
         _assign_nearest(x, probed, members, centroids, best, fine)
     return centroids, fine
