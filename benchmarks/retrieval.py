@@ -13,7 +13,7 @@ Index bytes = every file of the saved index directory (ScaNN files, codes, tree,
 
 Measured on the shared 2-core CPU box (2026-11-22), --n 1000000 --leaves_to_search 20
 --training_sample_size 100000 (docs/benchmarks.md):
-  --rescore compact: recall@3 0.965, 1,453 vs 98 q/s (14.8x), 0.1247 of flat fp32 (wiki-18 7.5 GiB)
+  --rescore compact: recall@3 0.964, 1,082 vs 96 q/s (11.2x), 0.1247 of flat fp32 (wiki-18 7.5 GiB)
   --rescore fp16:    recall@3 0.9977, 1,910 vs 98 q/s (19.5x), 0.628 of flat (wiki-18 37.8 GiB)
 """
 from __future__ import annotations
