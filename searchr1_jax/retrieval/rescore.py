@@ -177,7 +177,7 @@ class CompactRescorer:
     ``<q, c>``; a quantisation error along ``c`` is multiplied by that large part, while the
     error orthogonal to ``c`` only meets the small part of ``q`` that is orthogonal to it.
     Measured on 1M clustered vectors, the exact top-50 re-scored with 180 B codes: recall@3
-    0.82 with leaf means (no gain) -> 0.97 (docs/benchmarks.md).
+    0.665 with the former leaf-mean code -> 0.97 (docs/benchmarks.md).
     Packed code bytes: [n8 bytes | n4/2 bytes of nibbles | n2/4 bytes of four 2-bit levels]."""
 
     FILES = ("centroids", "fine", "delta", "rotation", "steps", "codes")
