@@ -7,6 +7,7 @@ directory stays within a byte budget (1/8 of flat fp32 by default).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -65,10 +66,16 @@ def _allocate_bits(gain: np.ndarray, nbytes: int) -> tuple[int, int, int]:
     return best
 
 
+def _along(v: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Row-wise ``<v, c> / |c|^2`` (0 where ``c`` is 0): the multiple of c in v."""
+    c2 = (c * c).sum(-1)
+    return np.where(c2 > 1e-12, (v * c).sum(-1) / np.maximum(c2, 1e-12), 0)
+
+
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8,
             spherical: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Plain (Euclidean) k-means of one leaf's vectors, k-means++ seeding -> (centroids [k, D],
-    assignment [n]). k-means++ matters here: a leaf often holds several clusters, and random
+    """Euclidean k-means (``spherical``: of unit vectors, unit means), k-means++ seeding ->
+    (centroids [k, D], assignment [n]). k-means++ matters for a leaf's vectors: a leaf often holds several clusters, and random
     seeds that miss one leave a centroid between two (measured: 4% of candidates mis-scored)."""
     sq = (x * x).sum(1)
     c = np.empty((k, x.shape[1]), np.float32)
@@ -120,8 +127,7 @@ def fine_centroids(x: np.ndarray, tokens: np.ndarray, num_leaves: int, seed: int
     """Residual centroids: k-means inside each leaf (``ceil(count / VECTORS_PER_CENTROID)``
     centroids, at most 256); each vector then takes the nearest centroid of its own leaf or of
     the ``probe`` groups (spherical k-means of the centred centroids, sqrt(C) groups) whose
-    means are nearest
-    -> (centroids float32[C, D], fine int[N], the index of each vector's centroid).
+    means are nearest -> (centroids float32[C, D], fine int[N], each vector's centroid).
 
     Why search beyond the own leaf: a leaf's k-means serves the clusters that fill it; a vector
     of a cluster that mostly lies in other leaves would be coded against a far centroid, and its
@@ -211,13 +217,9 @@ class CompactRescorer:
         sample = np.sort(np.random.default_rng(seed).choice(n, min(n, 50_000), replace=False))
         xs = np.asarray(x[sample], np.float32)
         cs = centroids[fine[sample]].astype(np.float32)
-        c2 = (cs * cs).sum(1, keepdims=True)
-        ok = c2 > 1e-12
-        res = xs - np.where(ok, (xs * cs).sum(1, keepdims=True) / np.where(ok, c2, 1), 0) * cs
-        var, vecs = np.linalg.eigh(res.T @ res / len(res))
-        chat = np.where(ok, cs / np.sqrt(np.where(ok, c2, 1)), 0)
-        perp = xs - (xs * chat).sum(1, keepdims=True) * chat
-        gain = np.maximum(var, 0) * ((perp @ vecs) ** 2).mean(0)
+        res = xs - _along(xs, cs)[:, None] * cs  # also x's part orthogonal to c: the bits
+        var, vecs = np.linalg.eigh(res.T @ res / len(res))  # follow that part's energy too
+        gain = np.maximum(var, 0) * ((res @ vecs) ** 2).mean(0)
         order = np.argsort(-gain)
         n8, n4, n2 = _allocate_bits(gain[order], nbytes)
         keep = order[:n8 + n4 + n2]
@@ -239,6 +241,11 @@ class CompactRescorer:
         n8, n4, n2 = self.tiers
         return np.array([256] * n8 + [16] * n4 + [4] * n2, np.float32)
 
+    @functools.cached_property
+    def _centroids_fp32(self) -> np.ndarray:
+        """float32 copy for the all-centroids matmul, made once (not per search batch)."""
+        return self.centroids.astype(np.float32)
+
     def _centroids_of(self, rows: np.ndarray) -> np.ndarray:
         return self.centroids[self.fine[rows]].astype(np.float32)
 
@@ -252,15 +259,12 @@ class CompactRescorer:
         for s in range(0, len(x), chunk):
             part = np.asarray(x[s:s + chunk], np.float32)
             c = self._centroids_of(np.arange(s, s + len(part)))
-            c2 = (c * c).sum(1)
-            ok = c2 > 1e-12
-            alpha = np.where(ok, (part * c).sum(1) / np.where(ok, c2, 1), 0)
+            alpha = _along(part, c)
             y = (part - alpha[:, None] * c) @ rot
             q = np.clip(np.floor(y / self.steps + levels / 2), 0, levels - 1).astype(np.uint8)
             # delta: the decoded residual's leak along c is taken out of the gain.
             beta = ((q + 0.5 - levels / 2) * self.steps) @ rot.T
-            gamma = alpha - np.where(ok, (beta * c).sum(1) / np.where(ok, c2, 1), 0)
-            delta[s:s + chunk] = np.where(ok, gamma - 1, 0)
+            delta[s:s + chunk] = alpha - _along(beta, c) - 1
             q4 = q[:, n8:n8 + n4].reshape(len(q), -1, 2)
             q2 = q[:, n8 + n4:].reshape(len(q), -1, 4)
             codes[s:s + chunk] = np.concatenate(
@@ -284,7 +288,7 @@ class CompactRescorer:
         each candidate's float16 centroid), else gathered."""
         qy = (q @ self.rotation.astype(np.float32)) * self.steps
         few = len(self.centroids) <= 64 * rows.shape[1]
-        centroids = self.centroids.astype(np.float32) if few else None
+        centroids = self._centroids_fp32 if few else None
         out = np.empty(rows.shape, np.float32)
         for s in range(0, len(q), chunk):
             r, qs = rows[s:s + chunk], q[s:s + chunk]
