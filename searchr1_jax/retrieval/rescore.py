@@ -75,8 +75,9 @@ def _along(v: np.ndarray, c: np.ndarray) -> np.ndarray:
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8,
             spherical: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean k-means (``spherical``: of unit vectors, unit means), k-means++ seeding ->
-    (centroids [k, D], assignment [n]). k-means++ matters for a leaf's vectors: a leaf often holds several clusters, and random
-    seeds that miss one leave a centroid between two (measured: 4% of candidates mis-scored)."""
+    (centroids [k, D], assignment [n]). k-means++ matters for a leaf's vectors: a leaf often
+    holds several clusters, and random seeds that miss one leave a centroid between two
+    (measured: 4% of candidates mis-scored)."""
     sq = (x * x).sum(1)
     c = np.empty((k, x.shape[1]), np.float32)
     c[0] = x[rng.integers(len(x))]
