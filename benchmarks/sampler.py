@@ -232,7 +232,8 @@ def main() -> None:
                   f"{n_tok / hf_time:>9.1f} {hf_time / total:>6.2f} {hf32_time / total:>10.2f} "
                   f"{same:>9} {1e3 * step:>8.2f} {nbytes / 1e9:>8.3f} "
                   f"{nbytes / step / bandwidth:>9.1%} "
-                  + (f"{1e3 * floor:>9.2f} {best_ratio:>14.2f}" if floor else f"{'-':>9} {'-':>14}"),
+                  + (f"{1e3 * floor:>9.2f} {best_ratio:>14.2f}" if floor
+                     else f"{'-':>9} {'-':>14}"),
                   flush=True)
 
 

@@ -165,8 +165,8 @@ def _fixed_bytes(n: int, dim: int, num_leaves: int, dims_per_block: int) -> floa
 
 class ScannIndex:
     """ScaNN tree + asymmetric hashing proposes ``reorder_k`` candidates, re-scored against
-    float16 vectors (``Fp16Rescorer``) or a compact code (``CompactRescorer``, whole directory within
-    ``budget`` x flat fp32 bytes)."""
+    float16 vectors (``Fp16Rescorer``) or a compact code (``CompactRescorer``, whole directory
+    within ``budget`` x flat fp32 bytes)."""
 
     kind = "scann"
 
