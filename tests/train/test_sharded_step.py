@@ -5,7 +5,8 @@ import numpy as np
 from searchr1_jax.parallel import DECODER_RULES, make_mesh
 from searchr1_jax.train import step as step_lib
 from searchr1_jax.train.state import TrainState, make_optimizer
-from tests.train._tiny import base_config, random_batch, split_params, tiny_model, tree_max_abs_diff
+from tests.train._tiny import (assert_adam_params_close, base_config, random_batch,
+                               split_params, tiny_model)
 
 
 def test_sharded_update_matches_single_device():
@@ -43,9 +44,7 @@ def test_sharded_update_matches_single_device():
     for a, b in zip(logs1, logs8):
         for k in ("loss", "grad_norm", "actor/entropy", "actor/kl_loss", "actor/clipfrac"):
             np.testing.assert_allclose(float(b[k]), float(a[k]), rtol=1e-5, atol=1e-6, err_msg=k)
-    # Adam divides by sqrt(v): float reduction-order noise in tiny gradients shows up at
-    # ~1e-6 after two lr-1e-3 steps (each step moves weights by ~1e-3).
-    assert tree_max_abs_diff(jax.device_get(s8.params), s1.params) < 1e-5
+    assert_adam_params_close(jax.device_get(s8.params), s1.params, lr=1e-3)
 
     fwd1 = step_lib.make_forward_fn(graphdef, rest, 2, kind="logprobs")
     fwd8 = step_lib.make_forward_fn(graphdef, rest, 2, kind="logprobs", mesh=mesh)
@@ -75,4 +74,4 @@ def test_rows_that_do_not_split_over_the_mesh_are_replicated():
     s8, m8 = step_lib.make_update_fn(loss_fn, total_fn, tx, 3, mesh=mesh,
                                      state_shardings=shardings)(jax.device_put(state, shardings), b8)
     np.testing.assert_allclose(float(m8["loss"]), float(m1["loss"]), rtol=1e-5, atol=1e-6)
-    assert tree_max_abs_diff(jax.device_get(s8.params), s1.params) < 1e-5
+    assert_adam_params_close(jax.device_get(s8.params), s1.params, lr=1e-3)
