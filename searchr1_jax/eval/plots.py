@@ -44,6 +44,7 @@ def plot_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequenc
                 path: str, title: str = "") -> str:
     """Metric ``keys`` vs step, one panel per key, one line per run name."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, history in runs.items():
@@ -52,6 +53,7 @@ def plot_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequenc
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, ms=3, label=name)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # RL steps are whole numbers
         ax.set_title(CURVE_TITLES.get(key, key), fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
