@@ -22,15 +22,9 @@ def ckpt():
 
 
 @pytest.fixture(scope="module")
-def hf_state_and_config():
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    path = smollm2_gguf_path()
-    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=GGUF_NAME,
-                                                 dtype=torch.float32)
-    state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-    return state, model.config.to_dict()
+def hf_state_and_config(hf_smollm2):
+    state = {k: v.detach().numpy().copy() for k, v in hf_smollm2.state_dict().items()}
+    return state, hf_smollm2.config.to_dict()
 
 
 def test_tensors_equal_transformers_gguf_loader(ckpt, hf_state_and_config):

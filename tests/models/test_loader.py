@@ -20,13 +20,8 @@ def ours():
 
 
 @pytest.fixture(scope="module")
-def hf_model():
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    path = smollm2_gguf_path()
-    return AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=GGUF_NAME,
-                                                dtype=torch.float32).eval()
+def hf_model(hf_smollm2):
+    return hf_smollm2
 
 
 def _prompt_ids(tokenizer) -> list[int]:
