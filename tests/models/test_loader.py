@@ -19,11 +19,6 @@ def ours():
     return load_model("smollm2-135m-instruct")
 
 
-@pytest.fixture(scope="module")
-def hf_model(hf_smollm2):
-    return hf_smollm2
-
-
 def _prompt_ids(tokenizer) -> list[int]:
     ids = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
@@ -34,7 +29,7 @@ def test_resolve_alias_finds_package_gguf():
     assert src.kind == "gguf" and src.path == os.path.abspath(smollm2_gguf_path())
 
 
-def test_logits_match_transformers(ours, hf_model):
+def test_logits_match_transformers(ours, hf_smollm2):
     import torch
 
     model, tokenizer, cfg = ours
@@ -42,7 +37,7 @@ def test_logits_match_transformers(ours, hf_model):
     ids = _prompt_ids(tokenizer)
     assert len(ids) > 20
     with torch.no_grad():
-        ref = hf_model(torch.tensor([ids])).logits[0].numpy()
+        ref = hf_smollm2(torch.tensor([ids])).logits[0].numpy()
     tokens = jnp.asarray([ids], jnp.int32)
     logits, _ = model(tokens, jnp.arange(len(ids), dtype=jnp.int32)[None])
     diff = float(np.abs(np.asarray(logits[0]) - ref).max())
@@ -53,14 +48,14 @@ def test_logits_match_transformers(ours, hf_model):
 
 
 @pytest.mark.slow  # ~80 s here; tests/sampling covers batched SmolLM2 greedy (also slow)
-def test_greedy_continuation_matches_transformers(ours, hf_model):
+def test_greedy_continuation_matches_transformers(ours, hf_smollm2):
     import torch
 
     model, tokenizer, cfg = ours
     ids = _prompt_ids(tokenizer)
     n_new = 32
     with torch.no_grad():
-        ref = hf_model.generate(torch.tensor([ids]), max_new_tokens=n_new, do_sample=False,
+        ref = hf_smollm2.generate(torch.tensor([ids]), max_new_tokens=n_new, do_sample=False,
                                 eos_token_id=None, pad_token_id=tokenizer.eos_token_id)
     ref_new = ref[0, len(ids):].tolist()
 
