@@ -13,12 +13,9 @@ weights keep the run's ``model.param_dtype`` unless ``--dtype``.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 def generation_config_for(source: Any, model_cfg: Any, tokenizer: Any) -> dict[str, Any]:
@@ -52,23 +49,12 @@ def generation_config_for(source: Any, model_cfg: Any, tokenizer: Any) -> dict[s
     return gen
 
 
-def _run_mesh(cfg):
-    """The run's mesh when this machine can build it (sharded restore), else None."""
-    from searchr1_jax.parallel import mesh_from_config
-    try:
-        return mesh_from_config(cfg.mesh)
-    except ValueError as e:
-        log.warning("mesh %s does not fit this machine (%s): restoring onto one device",
-                    cfg.mesh.to_dict(), e)
-        return None
-
-
 def export_run(run_dir: str, out_dir: str, *, step: int | None = None, dtype: str = "",
                max_shard_size: int | str = "5GB", overwrite: bool = False) -> dict[str, Any]:
     """Exports checkpoint ``step`` (default: latest) of ``run_dir`` to ``out_dir``; returns a
     summary ``{"step", "out_dir", "files", "model"}``."""
     from searchr1_jax.models import export_hf
-    from searchr1_jax.train.restore import restore_actor, run_config
+    from searchr1_jax.train.restore import mesh_if_possible, restore_actor, run_config
 
     out_dir = os.path.abspath(out_dir)
     if os.path.abspath(run_dir) == out_dir or out_dir.startswith(
@@ -79,7 +65,7 @@ def export_run(run_dir: str, out_dir: str, *, step: int | None = None, dtype: st
     if dtype and dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"--dtype={dtype!r}: must be float32, bfloat16 or float16")
     cfg = run_config(run_dir, step)
-    actor = restore_actor(run_dir, step=step, mesh=_run_mesh(cfg), config=cfg)
+    actor = restore_actor(run_dir, step=step, mesh=mesh_if_possible(cfg), config=cfg)
     print(f"[export] {run_dir}: step {actor.step} of {cfg.model.name} "
           f"({actor.model_cfg.family}, {actor.model_cfg.num_layers} layers)")
     export_hf(actor.model, actor.model_cfg, out_dir, actor.tokenizer, dtype=dtype or None,

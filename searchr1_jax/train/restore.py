@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Any
 
 import jax
 import ml_collections
 from flax import nnx
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,3 +87,15 @@ def restore_actor(run_dir: str, *, step: int | None = None, mesh=None, rules=Non
     model = nnx.merge(graphdef, tree["actor"]["params"], rest)
     return RestoredActor(model=model, tokenizer=tokenizer, model_cfg=model_cfg, config=cfg,
                          step=step, source=source)
+
+
+def mesh_if_possible(cfg):
+    """The config's mesh when this machine can build it (sharded placement), else None (one
+    device): a run trained on a pod is still exportable / askable on a workstation."""
+    from searchr1_jax.parallel import mesh_from_config
+    try:
+        return mesh_from_config(cfg.mesh)
+    except ValueError as e:
+        log.warning("mesh %s does not fit this machine (%s): using one device",
+                    cfg.mesh.to_dict(), e)
+        return None
