@@ -2,7 +2,8 @@
 
   python -m searchr1_jax.ask "Who wrote the novel Dracula?"
   python -m searchr1_jax.ask "..." --run=runs/demo_cpu            # a training run's actor
-  python -m searchr1_jax.ask "..." --model=Qwen/Qwen2.5-3B-Instruct --retriever=http://127.0.0.1:8000/retrieve
+  python -m searchr1_jax.ask "..." --model=Qwen/Qwen2.5-3B-Instruct \
+      --retriever=http://127.0.0.1:8000/retrieve
       [--retriever=bm25|exact|scann|<index dir>|<corpus.jsonl>] [--temperature=0.7 --seed=1]
       [--max_turns=4] [--max_response_length=500] [--passages] [--color=auto|always|never]
       [--config=configs/eval_mini.py --config.rollout.max_obs_length=500 ...]

@@ -13,7 +13,8 @@ from tests.train._tiny import REPO, base_config
 
 OSC_TITLE, CLEAR, BLINK = "\x1b]0;owned\x07", "\x1b[2J", "\x1b[5m"
 DOCS = {"capital of France": [
-    {"id": "7", "contents": f'"{BLINK}Paris\x1b[0m"\nParis is the capital of France.', "score": 9.0},
+    {"id": "7", "contents": f'"{BLINK}Paris\x1b[0m"\nParis is the capital of France.',
+     "score": 9.0},
     {"id": "3", "contents": '"France"\nFrance is a country in Europe.', "score": 4.0}]}
 
 
@@ -28,7 +29,8 @@ class FixedRetriever:
 
 def script(prompt, turn, context):
     if turn == 0:
-        return f"<think>I need to look it up.{OSC_TITLE}</think>\n<search> capital of France </search>"
+        return (f"<think>I need to look it up.{OSC_TITLE}</think>\n"
+                "<search> capital of France </search>")
     assert "<information>Doc 1(Title: " in context  # the passages reached the model
     return f"<think>{CLEAR}Doc 1 says so.\r</think>\n<answer> Paris </answer>"
 
@@ -79,7 +81,8 @@ def test_colour_only_from_us_and_passages_on_request():
 def test_strip_control_removes_escape_sequences():
     assert strip_control("a\x1b[1;31mb\x1b[0m c\x1b]8;;http://x\x1b\\d\x9b2Je\x00f\tg\nh") == (
         "ab cdef\tg\nh")
-    assert strip_control(OSC_TITLE + "x" + CLEAR + "\x1bc" + "\x7f" + "\x1b(B" + "\x1bP1$r\x1b\\") == "x"
+    assert strip_control(OSC_TITLE + "x" + CLEAR + "\x1bc" + "\x7f" + "\x1b(B"
+                         + "\x1bP1$r\x1b\\") == "x"
 
 
 def test_retriever_flag_forms(tmp_path):
