@@ -1,7 +1,7 @@
 """searchr1-jax: Search-R1 (RL for reasoning with search) in JAX/Flax.
 
 Install for CPU work:            pip install -e ".[all]"
-Install with the test tools:     pip install -e ".[all,test]"
+Install with the test tools:     pip install -e ".[all,test,wandb,notebooks]"
 TPU:   pip install "jax[tpu]" first (see https://docs.jax.dev/en/latest/installation.html)
 GPU:   pip install "jax[cuda12]" (or jax[cuda13]) first; then this package.
 """
@@ -26,6 +26,9 @@ EXTRAS = {
     # importlib_resources: tfds needs it for builders defined in a package, but does not declare it.
     "data": ["tensorflow-datasets>=4.9.7", "array-record", "pyarrow", "importlib_resources"],
     "metrics": ["tensorboard", "matplotlib"],
+    "wandb": ["wandb>=0.19.10"],  # output.wandb_project (reinit="create_new" needs 0.19.10)
+    # Runs notebooks/*.ipynb through a real Jupyter kernel (tests/notebooks).
+    "notebooks": ["nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
     # Test-only: torch is the independent reference for logits and generation.
     # Pin exactly: 2.13.0 is the CPU build this project tests against.
     "test": ["torch==2.13.0", "pytest>=8", "pytest-timeout", "hypothesis",

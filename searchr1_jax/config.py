@@ -107,6 +107,12 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Callable[[Any], str | None] | N
     "eval.out_dir": (str, None),
     "data.data_dir": (str, None),
     "data.manual_dir": (str, None),
+    "output.dir": (str, lambda v: None if v else "must name a directory"),
+    "output.wandb_project": (str, None),
+    "output.wandb_entity": (str, None),
+    "output.wandb_run_name": (str, None),
+    "output.wandb_tags": (str, None),
+    "output.wandb_mode": (str, _one_of("", "online", "offline", "disabled")),
 }
 
 

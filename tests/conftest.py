@@ -15,3 +15,11 @@ from searchr1_jax import ASSETS_DIR  # noqa: E402
 @pytest.fixture(scope="session")
 def assets_dir() -> str:
     return ASSETS_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A 2-step GRPO run of a tiny random HF model (tests/train/_tiny_run.py), shared by the
+    export and ask tests: they only read it."""
+    from tests.train._tiny_run import train_tiny_run
+    return train_tiny_run(str(tmp_path_factory.mktemp("tiny_run")), steps=2)

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from searchr1_jax.models.config import ModelConfig
 from searchr1_jax.models.safetensors_io import (CheckpointError, ShardedCheckpoint,
-                                                save_safetensors_lazy)
+                                                save_sharded_safetensors, shard_plan)
 from searchr1_jax.models.transformer import Transformer
 from searchr1_jax.parallel.rules import DECODER_RULES, Rules, path_to_str, spec_for
 
@@ -210,8 +210,11 @@ def state_dict_from_model(model: Transformer, cfg: ModelConfig,
 
 
 def export_hf(model: Transformer, cfg: ModelConfig, out_dir: str, tokenizer=None,
-              dtype: str | None = None) -> str:
-    """Writes ``config.json`` + ``model.safetensors`` (+ tokenizer files) that
+              dtype: str | None = None, max_shard_size: int | str = "5GB",
+              generation_config: dict[str, Any] | None = None) -> str:
+    """Writes ``config.json``, safetensors shards of at most ``max_shard_size`` (one file,
+    or several with ``model.safetensors.index.json``: ``safetensors_io.shard_plan``), the
+    tokenizer files and ``generation_config.json`` (when given) that
     ``transformers.AutoModelForCausalLM.from_pretrained(out_dir)`` loads. Returns ``out_dir``.
 
     Tensors are gathered and written one at a time (host memory: one tensor). On several hosts
@@ -219,15 +222,20 @@ def export_hf(model: Transformer, cfg: ModelConfig, out_dir: str, tokenizer=None
     """
     entries = _hf_entries(model, cfg, dtype)
     if jax.process_index() != 0:
-        for *_, fetch in entries:  # take part in the all-gathers
-            fetch()
+        plan, _ = shard_plan(entries, max_shard_size)
+        for _, shard in plan:  # take part in the all-gathers, in process 0's order
+            for *_, fetch in shard:
+                fetch()
         return out_dir
     os.makedirs(out_dir, exist_ok=True)
     hf_cfg = cfg.to_hf_config()
     hf_cfg["torch_dtype"] = hf_cfg["dtype"] = str(jnp.dtype(dtype or cfg.param_dtype))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(hf_cfg, f, indent=2)
-    save_safetensors_lazy(os.path.join(out_dir, "model.safetensors"), entries, progress=True)
+    save_sharded_safetensors(out_dir, entries, max_shard_size, progress=True)
+    if generation_config is not None:
+        with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
+            json.dump(generation_config, f, indent=2)
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
     return out_dir

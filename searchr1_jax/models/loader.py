@@ -87,6 +87,26 @@ def resolve_model(spec: str) -> ModelSource:
                             f"(owner/name) or a known alias {sorted(ALIASES)}")
 
 
+def load_config_and_tokenizer(spec: str, *, dtype: str = "float32",
+                              param_dtype: str = "float32"):
+    """``(cfg, tokenizer, source)`` for ``spec`` without reading any weights (to restore a
+    trained checkpoint into the model's structure, or to export it)."""
+    from transformers import AutoTokenizer
+
+    from searchr1_jax.models import gguf_io, hf_io
+    from searchr1_jax.models.config import ModelConfig
+
+    source = resolve_model(spec)
+    if source.kind == "hf_dir":
+        hf = hf_io.read_hf_config(source.path)
+        tokenizer = AutoTokenizer.from_pretrained(source.path)
+    else:
+        hf = gguf_io.read_gguf(source.path).config  # metadata only; tensors stay mapped
+        tokenizer = gguf_io.load_gguf_tokenizer(source.path)
+    cfg = ModelConfig.from_hf_config(hf, dtype=dtype, param_dtype=param_dtype)
+    return cfg, tokenizer, source
+
+
 def load_model(spec: str, *, dtype: str = "float32", param_dtype: str = "float32",
                mesh=None, rules=None):
     """``(model, tokenizer, cfg)`` for ``spec``; params sharded over ``mesh`` by ``rules``."""

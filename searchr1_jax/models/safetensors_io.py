@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -157,3 +158,62 @@ def save_safetensors_lazy(path: str, entries: Sequence[tuple[str, Sequence[int],
                 raise CheckpointError(f"tensor {name!r} for {path}: expected {np.dtype(dtype)}"
                                       f"{list(shape)}, got {arr.dtype}{list(arr.shape)}")
             f.write(arr.tobytes())
+
+
+
+SHARD_INDEX = "model.safetensors.index.json"
+# Names of an earlier export that a new one replaces (a smaller export leaves no stale shard).
+_STALE_RE = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$")
+Entry = tuple[str, Sequence[int], Any, Callable[[], np.ndarray]]  # name, shape, dtype, fetch
+
+
+def shard_plan(entries: Sequence[Entry], max_shard_size: int | str = "5GB"
+               ) -> tuple[list[tuple[str, list[Entry]]], dict[str, Any] | None]:
+    """``([(filename, entries)], index or None)``: Hugging Face's split of ``entries``.
+
+    The split is ``huggingface_hub``'s (``split_state_dict_into_shards_factory``: tensors in
+    order, a new shard when the next would pass ``max_shard_size``, e.g. ``"5GB"``; a tensor
+    larger than the limit gets a shard of its own), so names and index match what
+    ``transformers.save_pretrained`` writes: ``model.safetensors`` for one shard, else
+    ``model-0000i-of-0000n.safetensors`` plus the index
+    ``{"metadata": {"total_size"}, "weight_map": {tensor: file}}``. Deterministic, so every
+    host of a multi-host export walks the tensors in the same order.
+    """
+    from huggingface_hub import split_state_dict_into_shards_factory
+
+    by_name = {e[0]: e for e in entries}
+    if len(by_name) != len(entries):
+        raise CheckpointError("shard_plan: duplicate tensor names")
+    if isinstance(max_shard_size, str) and max_shard_size.strip().isdigit():
+        max_shard_size = int(max_shard_size)  # bytes
+    split = split_state_dict_into_shards_factory(
+        by_name, filename_pattern="model{suffix}.safetensors", max_shard_size=max_shard_size,
+        get_storage_size=lambda e: np.dtype(e[2]).itemsize * int(np.prod(e[1])))
+    plan = [(fn, [by_name[n] for n in names]) for fn, names in split.filename_to_tensors.items()]
+    index = ({"metadata": dict(split.metadata), "weight_map": dict(split.tensor_to_filename)}
+             if split.is_sharded else None)
+    return plan, index
+
+
+def save_sharded_safetensors(out_dir: str, entries: Sequence[Entry],
+                             max_shard_size: int | str = "5GB",
+                             metadata: Mapping[str, str] | None = None,
+                             progress: bool = False) -> list[str]:
+    """Writes ``entries`` as the shards of ``shard_plan`` (+ ``model.safetensors.index.json``
+    when there are several); returns the files written. Files of an earlier export in
+    ``out_dir`` are removed first. Host memory stays at one tensor."""
+    plan, index = shard_plan(entries, max_shard_size)
+    os.makedirs(out_dir, exist_ok=True)
+    for name in os.listdir(out_dir):
+        if _STALE_RE.match(name):
+            os.remove(os.path.join(out_dir, name))
+    files = []
+    for filename, shard in plan:
+        path = os.path.join(out_dir, filename)
+        save_safetensors_lazy(path, shard, metadata, progress=progress)
+        files.append(path)
+    if index is not None:
+        with open(os.path.join(out_dir, SHARD_INDEX), "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=2, sort_keys=True)
+        files.append(os.path.join(out_dir, SHARD_INDEX))
+    return files

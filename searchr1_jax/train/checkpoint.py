@@ -169,6 +169,42 @@ class CheckpointManager:
         return Restored(step=step, state=out.state, host=host, rngs=rngs,
                         metadata=dict(out.metadata or {}))
 
+    def _existing_step(self, step: int | None) -> int:
+        step = self.latest_step() if step is None else int(step)
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        if step not in self.all_steps():
+            raise FileNotFoundError(
+                f"checkpoint step {step} not in {self.directory} (have {self.all_steps()})")
+        return step
+
+    def read_metadata(self, step: int | None = None) -> dict[str, Any]:
+        """The ``metadata`` item of ``step`` (default: the latest): config, versions, time."""
+        ocp = _ocp()
+        step = self._existing_step(step)
+        out = self._manager.restore(step, args=ocp.args.Composite(
+            metadata=ocp.args.JsonRestore()))
+        return dict(out.metadata or {})
+
+    def restore_subtree(self, target: Mapping[str, Any], step: int | None = None
+                        ) -> tuple[int, Any]:
+        """Reads only the leaves named by ``target`` -> ``(step, tree shaped like target)``.
+
+        ``target`` mirrors part of the saved state with abstract leaves, e.g.
+        ``{"actor": {"params": abstract_params}}``: the optimizer moments, the critic and the
+        reference are never read (orbax partial restore), so evaluating or exporting a 7B
+        actor needs its parameters' memory only. Leaves land on their ``.sharding``.
+        """
+        ocp = _ocp()
+        step = self._existing_step(step)
+        target = abstract_like(target)
+        path = os.path.join(self.directory, str(step), "state")
+        with ocp.PyTreeCheckpointer() as reader:
+            tree = reader.restore(path, args=ocp.args.PyTreeRestore(
+                item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                partial_restore=True))
+        return step, tree
+
     def close(self) -> None:
         """Waits for pending saves and releases orbax's threads."""
         self._manager.wait_until_finished()

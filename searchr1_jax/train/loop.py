@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Callable
@@ -19,6 +20,7 @@ from typing import Callable
 from searchr1_jax.train.checkpoint import CheckpointManager, PreemptionFlag
 from searchr1_jax.train.metrics import CollapseMonitor, MetricsLogger, NonFiniteCounter
 from searchr1_jax.train.trainer import Trainer
+from searchr1_jax.train.wandb_sink import WandbSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ def run(trainer: Trainer, cfg, *, steps: int | None = None,
                                 keep=int(cfg.train.keep_checkpoints),
                                 async_save=bool(cfg.train.async_checkpoint))
     history: list[dict[str, float]] = []
-    logger = MetricsLogger(out_dir)
+    logger = MetricsLogger(out_dir, wandb=WandbSettings.from_config(cfg),
+                           config=json.loads(cfg.to_json_best_effort()))
     monitor, guard = CollapseMonitor(), NonFiniteCounter()
     try:
         restore_if_any(trainer, manager)

@@ -1,4 +1,5 @@
-"""Per-step metrics to JSON lines and TensorBoard, collapse monitors and a non-finite guard.
+"""Per-step metrics to JSON lines, TensorBoard and (optionally) wandb, collapse monitors and a
+non-finite guard.
 
 TensorBoard without TensorFlow: ``flax.metrics.tensorboard`` and ``tensorboard.summary.v2``
 import TensorFlow, and ``torch.utils.tensorboard`` would make torch a runtime dependency.
@@ -6,6 +7,7 @@ The ``tensorboard`` package alone ships a TF-free event writer
 (``tensorboard.summary.writer.event_file_writer.EventFileWriter``) and the protos
 (``tensorboard.compat.proto``); ``ScalarWriter`` writes scalar ``Summary`` events with them,
 which ``tensorboard --logdir`` and ``EventAccumulator`` read. Only process 0 writes.
+Weights & Biases is a third, optional sink (``train/wandb_sink.py``: ``output.wandb_project``).
 
 Collapse monitors watch rolling means of chosen metrics (Search-R1 users report GRPO
 collapse: entropy falls to ~0, the valid-format rate and response length crash) and warn once
@@ -58,19 +60,25 @@ class ScalarWriter:
 
 
 class MetricsLogger:
-    """Writes ``{"step", "time", **metrics}`` to ``<logdir>/metrics.jsonl`` and TensorBoard.
+    """Writes ``{"step", "time", **metrics}`` to ``<logdir>/metrics.jsonl``, TensorBoard and,
+    with ``wandb`` settings, a wandb run (``config`` becomes the run's config).
 
     Values must be scalars (Python/numpy/0-d jax); a non-scalar raises naming the key.
     """
 
     def __init__(self, logdir: str, *, jsonl: bool = True, tensorboard: bool = True,
-                 filename: str = "metrics.jsonl"):
+                 filename: str = "metrics.jsonl", wandb: Any = None,
+                 config: Mapping[str, Any] | None = None):
         self.logdir = logdir
         self.enabled = jax.process_index() == 0
         self._file = None
         self._tb = None
+        self._wandb = None
         if not self.enabled:
             return
+        if wandb is not None:  # a train.wandb_sink.WandbSettings
+            from searchr1_jax.train.wandb_sink import WandbSink
+            self._wandb = WandbSink(wandb, logdir, config)
         os.makedirs(logdir, exist_ok=True)
         if jsonl:
             self.path = os.path.join(logdir, filename)
@@ -97,6 +105,8 @@ class MetricsLogger:
         if self._tb is not None:
             self._tb.scalars(step, {k: v for k, v in values.items() if math.isfinite(v)})
             self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(step, values)
 
     def close(self) -> None:
         if self._file is not None:
@@ -105,6 +115,9 @@ class MetricsLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._wandb is not None:
+            self._wandb.close()
+            self._wandb = None
 
     def __enter__(self) -> "MetricsLogger":
         return self
