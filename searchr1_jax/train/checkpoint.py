@@ -169,6 +169,25 @@ class CheckpointManager:
         return Restored(step=step, state=out.state, host=host, rngs=rngs,
                         metadata=dict(out.metadata or {}))
 
+    def restore_subtree(self, target: Any, step: int | None = None) -> Any:
+        """Restores only the leaves of ``target`` (a nested dict naming a part of the saved
+        state, e.g. ``{"actor": {"params": abstract_params}}``) from ``step`` (default: the
+        latest); the rest of the checkpoint (optimizer state, critic, reference) is not read.
+        Returns the restored subtree, arrays on the target leaves' shardings."""
+        ocp = _ocp()
+        step = self.latest_step() if step is None else int(step)
+        if step is None or step not in self.all_steps():
+            raise FileNotFoundError(f"checkpoint step {step} not in {self.directory} "
+                                    f"(have {self.all_steps()})")
+        abstract = abstract_like(target)
+        args = ocp.args.PyTreeRestore(item=abstract, partial_restore=True,
+                                      restore_args=ocp.checkpoint_utils.construct_restore_args(
+                                          abstract))
+        # The "state" item is a standard PyTree checkpoint: read it with a PyTree handler,
+        # which (unlike the manager's standard handler) can restore a part of the tree.
+        with ocp.PyTreeCheckpointer() as reader:
+            return reader.restore(os.path.join(self.directory, str(step), "state"), args=args)
+
     def close(self) -> None:
         """Waits for pending saves and releases orbax's threads."""
         self._manager.wait_until_finished()
