@@ -1,4 +1,5 @@
-"""PPO and GRPO (and Dr. GRPO, RLOO, REINFORCE++) trainers: train state, optimizer, losses, sharded train step, the step loop.
+"""RL trainers (PPO, GRPO; also Dr. GRPO, RLOO, REINFORCE++): train state, optimizer, losses,
+sharded train step, the step loop.
 
 Modules (import them directly; this package imports nothing heavy on purpose so that
 ``python -m searchr1_jax.train`` and ``searchr1_jax.train.checkpoint`` stay cheap):
