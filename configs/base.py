@@ -20,7 +20,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = dict(
         train="mini:train",       # "mini:train", a Search-R1 parquet or a FlashRAG jsonl
         eval="mini:test",
-        prompt_style="auto",      # auto (chat template if the tokenizer has one) | chat | raw
+        # auto: the chat template whenever the tokenizer has one, base models included (Search-R1
+        # verl/utils/dataset/rl_dataset.py __getitem__; Qwen2.5 base tokenizers have one) | chat | raw
+        prompt_style="auto",
+        # A Search-R1 parquet's own `prompt` column (chat messages) is used as written; False
+        # rebuilds every prompt from the question with the project's template.
+        use_file_prompt=True,
         train_batch_size=512,     # prompts per step
         max_train_examples=-1,    # -1: all
         max_eval_examples=-1,     # per data source (-1: all)
@@ -65,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
         max_obs_length=500,       # tokens of retrieved text kept per observation
         max_prompt_length=4096,
         temperature=1.0,
-        top_p=1.0,
+        top_p=1.0,                # Search-R1's GRPO runs: 0.95 (veRL default), PPO: 1.0 (presets)
         top_k=0,                  # 0: off
         pipeline_groups=1,        # row groups run in threads so host work overlaps device work
         log_trajectories=True,    # append every rollout row to <output.dir>/trajectories.jsonl
@@ -76,25 +81,41 @@ def get_config() -> ml_collections.ConfigDict:
         weights_dtype="bfloat16",
     )
     c.rl = dict(
-        algo="grpo",              # grpo | ppo
-        n_samples=5,              # responses per prompt (GRPO; PPO uses 1)
-        mask_retrieved_tokens=True,       # policy/entropy/KL only on generated tokens
+        # grpo | ppo (Search-R1's two) | drgrpo | rloo | reinforce_pp (critic-free estimators,
+        # train/algorithms.py: which estimator, critic or not, responses per prompt)
+        algo="grpo",
+        n_samples=5,              # responses per prompt (grouped algorithms; PPO uses 1)
+        mask_retrieved_tokens=True,       # policy/entropy/KL loss only on generated tokens
         mask_retrieved_in_critic=False,   # Search-R1: value loss/GAE on all response tokens
+        # Mask of the KL-in-reward term: "generated" (Search-R1: its info mask, generated
+        # tokens only, even when mask_retrieved_tokens=False) | "policy" (the policy's mask).
+        kl_reward_mask="generated",
+        # Search-R1's critic mask attention_mask[:, -R-1:-1] (shifted right by one: the value
+        # at the first padding position is trained towards 0 and bootstraps GAE when lam < 1).
+        shifted_critic_mask=False,
         kl_kind="low_var_kl",     # kl | abs | mse | low_var_kl
         kl_coef=0.001,
         use_kl_loss=True,         # GRPO: KL as loss term; PPO (Search-R1): KL in the reward
         clip_ratio=0.2,
+        clip_ratio_high=0.0,      # 0: clip_ratio; DAPO's clip-higher (e.g. 0.28) when larger
         value_clip=0.5,
         entropy_coef=0.001,
         gamma=1.0,
         lam=1.0,
-        loss_agg="token_mean",    # token_mean (Search-R1) | seq_mean_token_mean
-        reward="em",              # em | sub_em | f1 | format
+        # token_mean (Search-R1) | seq_mean_token_mean | seq_mean_token_sum (Dr. GRPO)
+        loss_agg="token_mean",
+        # em | sub_em | f1 | format (Search-R1 v0.3, read on the response) | format_searchr1
+        # (Search-R1's qa_em_format.py exactly: prompt + response, rewards_searchr1.py)
+        reward="em",
     )
     c.train = dict(
         steps=1005,
-        mini_batch_size=256,      # PPO mini-batch (prompts x n_samples rows per update)
-        micro_batch_size=8,       # rows per gradient-accumulation step
+        # ROWS (responses) per optimizer update, as veRL's ppo_mini_batch_size counts them:
+        # Search-R1's GRPO makes 512 x 5 / 256 = 10 updates per step, its PPO 512 / 256 = 2.
+        mini_batch_size=256,
+        # Global rows per gradient-accumulation step (Search-R1: ppo_micro_batch_size=64 over
+        # 8 GPUs, 8 per GPU); only memory depends on it, the accumulated gradient is exact.
+        micro_batch_size=64,
         ppo_epochs=1,
         actor_lr=1e-6,
         critic_lr=1e-5,
@@ -110,9 +131,11 @@ def get_config() -> ml_collections.ConfigDict:
     )
     c.eval = dict(
         batch_size=64,
-        greedy=True,              # Search-R1's eval silently samples; ours is greedy
+        # greedy | sample (rollout.temperature/top_p) | searchr1 (temperature 1, top-p 0.95:
+        # what Search-R1's published validation ran, its do_sample=False being lost)
+        decoding="greedy",
         every=100,                # steps between evaluations during training (0: never)
-        seeds=1,
+        seeds=1,                  # > 1 (sampling decodings): mean and spread over seeds
         methods="search_r1",      # comma list of direct | cot | rag | search_r1
         sources="",               # comma list of data sources to evaluate ("": all)
         out_dir="",               # "": {output.dir}/eval

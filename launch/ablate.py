@@ -3,7 +3,7 @@
 Pairs (each compares two runs that differ in one switch; the shared baseline runs once):
   mask  : retrieved-token loss mask on (baseline) vs off          (paper Fig. / Table 4)
   algo  : GRPO (baseline) vs PPO (n = 1, KL in the reward)        (paper Table 3, Fig. 2a)
-  model : instruct (baseline) vs base model, raw prompt           (paper Fig. 2b)
+  model : instruct (baseline) vs base model (chat template if it has one) (Fig. 2b)
 Every run trains with ``python -m searchr1_jax.train`` semantics (same config, same
 ``train.seed`` / ``data.shuffle_seed``), then is evaluated (Search-R1 rollouts, greedy) on the
 mini test suite. Each run is its own subprocess (memory is returned between runs).
@@ -42,15 +42,19 @@ def run_overrides(name: str, cfg, base_model: str | None) -> dict[str, Any]:
     if name == "no_mask":
         return {"rl.mask_retrieved_tokens": False}
     if name == "ppo":
-        mini_rows = cfg.train.mini_batch_size  # PPO: one response per prompt
+        # train.mini_batch_size counts rows; PPO has one per prompt (Search-R1: 512 rows / 256
+        # = 2 updates where its GRPO makes 10), so it must divide the step's prompts.
+        mini_rows = math.gcd(cfg.data.train_batch_size, cfg.train.mini_batch_size)
         return {"rl.algo": "ppo", "rl.n_samples": 1, "rl.use_kl_loss": False,
+                "train.mini_batch_size": mini_rows,
                 "train.micro_batch_size": math.gcd(mini_rows, cfg.train.micro_batch_size)}
     if name == "base":
         if not base_model:
             raise ValueError("the 'model' pair needs --base_model (a base checkpoint: HF dir, "
                              "hub id or .gguf; e.g. Qwen/Qwen2.5-3B next to the -Instruct one)")
-        # Search-R1 prompts base models with the bare template (Qwen2.5 base ships a chat one).
-        return {"model.name": base_model, "data.prompt_style": "raw"}
+        # Search-R1 applies the tokenizer's chat template whenever it has one, base models
+        # included (verl/utils/dataset/rl_dataset.py; Qwen2.5 base tokenizers have one).
+        return {"model.name": base_model, "data.prompt_style": "auto"}
     raise ValueError(f"unknown run {name!r}")
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a training config on GPU nodes: one process per node, all local GPUs in one mesh.
 #
-# Single node:  bash launch/gpu_node.sh configs/qwen2.5_3b_grpo.py [--config.field=value ...]
+# Single node:  bash launch/gpu_node.sh configs/qwen2.5-3b_grpo.py [--config.field=value ...]
 # SLURM:        sbatch --nodes=2 --gpus-per-node=8 --wrap "srun bash launch/gpu_node.sh CONFIG"
 #
 # Under SLURM (or Open MPI) jax.distributed.initialize() auto-detects the coordinator; elsewhere set

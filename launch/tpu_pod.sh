@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a training config on every host of a Cloud TPU pod slice (v4/v5e/v5p/v6e).
 #
-#   TPU_NAME=my-pod ZONE=us-central2-b bash launch/tpu_pod.sh configs/qwen2.5_3b_grpo.py \
+#   TPU_NAME=my-pod ZONE=us-central2-b bash launch/tpu_pod.sh configs/qwen2.5-3b_grpo.py \
 #       --config.train.steps=1005
 #
 # Each host installs the project (jax[tpu]) into ./.venv on first use, then all hosts start the same

@@ -36,6 +36,11 @@ def _positive_or_minus_one(v):
     return None if v > 0 or v == -1 else "must be > 0 or -1"
 
 
+def _known_algo(v):
+    from searchr1_jax.train.algorithms import ALGORITHMS  # lazy: imports jax
+    return None if v in ALGORITHMS else f"must be one of {ALGORITHMS.names()}"
+
+
 _NUM = (int, float)
 # dotted field -> (expected type(s), check returning an error string or None)
 SCHEMA: dict[str, tuple[type | tuple[type, ...], Callable[[Any], str | None] | None]] = {
@@ -47,6 +52,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Callable[[Any], str | None] | N
     "mesh.fsdp": (int, _positive_or_minus_one),
     "mesh.tensor": (int, _positive_or_minus_one),
     "data.prompt_style": (str, _one_of("auto", "chat", "raw")),
+    "data.use_file_prompt": (bool, None),
     "data.train_batch_size": (int, _positive),
     "retrieval.kind": (str, _one_of("bm25", "exact", "scann", "http")),
     "retrieval.scann_rescore": (str, _one_of("auto", "fp16", "compact")),
@@ -74,20 +80,23 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Callable[[Any], str | None] | N
     "rollout.pipeline_groups": (int, _positive),
     "rollout.log_trajectories": (bool, None),
     "rollout.weights_dtype": (str, _one_of("", "float32", "bfloat16")),
-    "rl.algo": (str, _one_of("grpo", "ppo")),
+    "rl.algo": (str, _known_algo),
     "rl.n_samples": (int, _positive),
     "rl.mask_retrieved_tokens": (bool, None),
     "rl.mask_retrieved_in_critic": (bool, None),
+    "rl.kl_reward_mask": (str, _one_of("generated", "policy")),
+    "rl.shifted_critic_mask": (bool, None),
     "rl.kl_kind": (str, _one_of("kl", "abs", "mse", "low_var_kl")),
     "rl.kl_coef": (_NUM, _non_negative),
     "rl.use_kl_loss": (bool, None),
     "rl.clip_ratio": (_NUM, _positive),
+    "rl.clip_ratio_high": (_NUM, _non_negative),
     "rl.value_clip": (_NUM, _positive),
     "rl.entropy_coef": (_NUM, None),
     "rl.gamma": (_NUM, _fraction),
     "rl.lam": (_NUM, _fraction),
-    "rl.loss_agg": (str, _one_of("token_mean", "seq_mean_token_mean")),
-    "rl.reward": (str, _one_of("em", "sub_em", "f1", "format")),
+    "rl.loss_agg": (str, _one_of("token_mean", "seq_mean_token_mean", "seq_mean_token_sum")),
+    "rl.reward": (str, _one_of("em", "sub_em", "f1", "format", "format_searchr1")),
     "train.steps": (int, _non_negative),
     "train.mini_batch_size": (int, _positive),
     "train.micro_batch_size": (int, _positive),
@@ -99,6 +108,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Callable[[Any], str | None] | N
     "train.grad_clip": (_NUM, _positive),
     "train.keep_checkpoints": (int, _positive),
     "eval.batch_size": (int, _positive),
+    "eval.decoding": (str, _one_of("greedy", "sample", "searchr1")),
     "eval.seeds": (int, _positive),
     "eval.methods": (str, lambda v: None if v and all(
         m.strip() in ("direct", "cot", "rag", "search_r1") for m in v.split(",")) else
@@ -146,20 +156,32 @@ def validate(cfg: ml_collections.ConfigDict, sections: tuple[str, ...] | None = 
 
 
 def _cross_checks(cfg):
+    from searchr1_jax.train.algorithms import ALGORITHMS, rows_per_step  # lazy: imports jax
+
     t, rl = cfg.train, cfg.rl
-    rows = cfg.data.train_batch_size * (rl.n_samples if rl.algo == "grpo" else 1)
-    mini = t.mini_batch_size * (rl.n_samples if rl.algo == "grpo" else 1)
-    if rows % mini:
+    algo = ALGORITHMS.get(rl.algo)
+    rows = rows_per_step(cfg)
+    per_prompt = f" x rl.n_samples = {rl.n_samples}" if algo.grouped else ""
+    if rows % t.mini_batch_size:
         raise ConfigError(
-            f"train.mini_batch_size = {t.mini_batch_size}: must divide data.train_batch_size "
-            f"= {cfg.data.train_batch_size}")
-    if mini % t.micro_batch_size:
+            f"train.mini_batch_size = {t.mini_batch_size}: must divide the {rows} rows of a step "
+            f"(data.train_batch_size = {cfg.data.train_batch_size}{per_prompt}); it counts rows "
+            "(responses), as veRL's ppo_mini_batch_size does")
+    if t.mini_batch_size % t.micro_batch_size:
         raise ConfigError(
-            f"train.micro_batch_size = {t.micro_batch_size}: must divide the mini-batch of "
-            f"{mini} rows (train.mini_batch_size x rl.n_samples)")
-    if rl.algo == "grpo" and rl.n_samples < 2:
-        raise ConfigError(f"rl.n_samples = {rl.n_samples}: GRPO needs at least 2 responses per "
-                          "prompt (a group of one has zero advantage)")
+            f"train.micro_batch_size = {t.micro_batch_size}: must divide train.mini_batch_size "
+            f"= {t.mini_batch_size} rows")
+    if algo.grouped and rl.n_samples < algo.min_samples:
+        raise ConfigError(f"rl.n_samples = {rl.n_samples}: rl.algo = {rl.algo!r} needs at least "
+                          f"{algo.min_samples} responses per prompt (a group of one has zero "
+                          "advantage)")
+    if 0 < rl.clip_ratio_high < rl.clip_ratio:
+        raise ConfigError(f"rl.clip_ratio_high = {rl.clip_ratio_high}: must be 0 (symmetric) or "
+                          f">= rl.clip_ratio = {rl.clip_ratio} (DAPO's clip-higher)")
+    if rl.shifted_critic_mask and rl.mask_retrieved_in_critic:
+        raise ConfigError("rl.shifted_critic_mask = True: Search-R1's shifted mask is its "
+                          "response mask moved by one; it cannot be combined with "
+                          "rl.mask_retrieved_in_critic = True")
 
 
 def _type_name(types):

@@ -37,7 +37,7 @@ def demo_config(config_path: str = DEFAULT_CONFIG, *, steps: int | None = None,
     cfg.data.eval = "mini:test"
     cfg.data.max_eval_examples = eval_examples
     cfg.eval.methods = "search_r1"
-    cfg.eval.greedy, cfg.eval.seeds = True, 1
+    cfg.eval.decoding, cfg.eval.seeds = "greedy", 1
     cfg.output.dir = out_dir or os.path.join(
         "runs", "demo", time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
     return apply_overrides(cfg, overrides, config_path)  # the caller's word wins

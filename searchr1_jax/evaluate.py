@@ -2,14 +2,18 @@
 
   python -m searchr1_jax.evaluate --config=configs/eval_mini.py [--checkpoint=DIR|FILE.gguf]
   python -m searchr1_jax.evaluate --config=configs/demo_cpu.py --checkpoint=runs/demo_cpu
-      [--methods=direct,cot,rag,search_r1] [--seeds=3] [--out=runs/eval]
+      [--methods=direct,cot,rag,search_r1] [--decoding=searchr1 --seeds=3] [--out=runs/eval]
       [--config.data.max_eval_examples=50]
 
-Greedy decoding unless ``eval.greedy`` is False (then ``rollout.temperature``/``top_p``, one
-run per seed). ``--seeds=N`` (N > 1) asks for mean and spread, so it switches to sampling; a
-config with ``eval.seeds > 1`` and ``eval.greedy`` is refused (the runs would be identical).
-Every example is scored (the last batch is padded and the padding dropped). Writes
-``results.{json,csv,md}`` and ``trajectories.jsonl`` (one line per example, method and seed).
+Decoding (``eval.decoding``, eval/decoding.py): ``greedy`` (default), ``sample`` (the run's
+``rollout.temperature``/``top_p``) or ``searchr1`` (temperature 1, top-p 0.95: how Search-R1's
+published numbers were decoded), one run per seed; ``--seeds=N`` (N > 1) gives mean and
+spread and needs a sampling decoding (greedy runs would be identical). The table's header says
+which decoding produced it. Every example is scored (the last batch is padded and the padding
+dropped; a prompt too long for the budget is scored as unanswered). A training run directory
+restores only its actor's parameters into ``model.name`` (no trainer, critic, reference or
+data). Writes ``results.{json,csv,md}`` and ``trajectories.jsonl`` (one line per example,
+method and seed).
 """
 from __future__ import annotations
 
@@ -29,9 +33,9 @@ def _methods(cfg) -> list[str]:
 
 def check_eval_config(cfg) -> None:
     validate(cfg, sections=SECTIONS)
-    if cfg.eval.greedy and cfg.eval.seeds > 1:
+    if cfg.eval.decoding == "greedy" and cfg.eval.seeds > 1:
         raise ConfigError(f"eval.seeds = {cfg.eval.seeds}: greedy decoding is deterministic, "
-                          "so seeds > 1 needs eval.greedy = False")
+                          "so seeds > 1 needs a sampling eval.decoding ('searchr1' or 'sample')")
 
 
 def is_run_dir(path: str) -> bool:
@@ -42,29 +46,15 @@ def is_run_dir(path: str) -> bool:
 def model_from_run(cfg, run_dir: str, retriever: Any = None) -> tuple[Any, Any, Any]:
     """The actor of the latest checkpoint of a training run (``cfg`` = its training config).
 
-    Builds the run's trainer (model, data, retriever) and restores the checkpoint into it, so
-    the parameters are exactly the trained ones; returns ``(model, tokenizer, retriever)``.
+    ``train.restore.restore_actor`` builds the model's structure without weights and reads only
+    the checkpoint's actor parameters (no optimizer state, critic, reference, data or rollout is
+    built); returns ``(model, tokenizer, retriever)`` (``retriever`` passed through).
     """
-    import ml_collections
+    from searchr1_jax.train.restore import restore_actor
 
-    from searchr1_jax.train.build import build_trainer
-    from searchr1_jax.train.checkpoint import CheckpointManager
-    from searchr1_jax.train.loop import restore_if_any
-
-    run_cfg = ml_collections.ConfigDict(cfg.to_dict())
-    run_cfg.output.dir = run_dir
-    validate(run_cfg)
-    trainer = build_trainer(run_cfg)
-    manager = CheckpointManager(os.path.join(run_dir, "checkpoints"), async_save=False)
-    try:
-        step = restore_if_any(trainer, manager)
-    finally:
-        manager.close()
-    if step is None:
-        raise FileNotFoundError(f"{run_dir}/checkpoints: no checkpoint to evaluate")
-    print(f"[evaluate] {run_dir}: restored step {step}")
-    rollout = trainer.rollout_fn
-    return trainer.actor_model(), rollout.tokenizer, retriever or rollout.retriever
+    restored = restore_actor(run_dir, config=cfg)
+    print(f"[evaluate] {run_dir}: restored the actor of step {restored.step}")
+    return restored.model, restored.tokenizer, retriever
 
 
 def run_evaluation(cfg, *, checkpoint: str | None = None, model: Any = None,
@@ -72,8 +62,9 @@ def run_evaluation(cfg, *, checkpoint: str | None = None, model: Any = None,
                    progress: bool = True) -> tuple[dict, dict[str, str], list[dict]]:
     """Loads what is not given, evaluates, writes the results; returns (summary, paths, rows)."""
     from searchr1_jax.data import load_examples
-    from searchr1_jax.eval import aggregate, evaluate_all, table_markdown, write_results
+    from searchr1_jax.eval import aggregate, evaluate_all, write_results
     from searchr1_jax.eval.backend import eval_settings, make_generator, needs_retriever
+    from searchr1_jax.eval.decoding import decoding_label, sampling_params
 
     check_eval_config(cfg)
     methods = _methods(cfg)
@@ -91,32 +82,35 @@ def run_evaluation(cfg, *, checkpoint: str | None = None, model: Any = None,
     if retriever is None and needs_retriever(methods):
         from searchr1_jax.retrieval import build_retriever
         retriever = build_retriever(cfg.retrieval)
-    generator = make_generator(model, tokenizer, cfg, greedy=cfg.eval.greedy)
+    generator = make_generator(model, tokenizer, cfg, sampling=sampling_params(cfg))
     rows = evaluate_all(methods, examples, generator, tokenizer, retriever, eval_settings(cfg),
                         seeds=list(range(cfg.eval.seeds)), progress=progress)
     summary = aggregate(rows)
     out_dir = cfg.eval.out_dir or os.path.join(cfg.output.dir, "eval")
-    paths = write_results(out_dir, rows, summary, with_std=cfg.eval.seeds > 1)
+    paths = write_results(out_dir, rows, summary, with_std=cfg.eval.seeds > 1,
+                          decoding=decoding_label(cfg))
     return summary, paths, rows
 
 
 def main(argv) -> None:
     from absl import flags
     from searchr1_jax.eval import table_markdown
+    from searchr1_jax.eval.decoding import decoding_label
 
     f = flags.FLAGS
     cfg = f.config
     if f.methods:
         cfg.eval.methods = f.methods
+    if f.decoding:
+        cfg.eval.decoding = f.decoding
     if f.seeds:
         cfg.eval.seeds = f.seeds
-        if f.seeds > 1 and cfg.eval.greedy:
-            cfg.eval.greedy = False  # --seeds asks for spread: sample (rollout.temperature)
     if f.out:
         cfg.eval.out_dir = f.out
     t0 = time.time()
     summary, paths, rows = run_evaluation(cfg, checkpoint=f.checkpoint or None)
-    print(f"\nExact match ({len(rows)} rows scored, {time.time() - t0:.0f}s):\n")
+    print(f"\nExact match, decoding: {decoding_label(cfg)} ({len(rows)} rows scored, "
+          f"{time.time() - t0:.0f}s):\n")
     print(table_markdown(summary, "em", with_std=cfg.eval.seeds > 1))
     print("\n" + "\n".join(f"  {k}: {v}" for k, v in paths.items()))
 
@@ -130,7 +124,8 @@ def _define_flags():
                         "--config must be its training config), an HF directory, a .gguf file "
                         "or a model name (default: the config's model.name)")
     flags.DEFINE_string("methods", "", "comma list: direct,cot,rag,search_r1")
-    flags.DEFINE_integer("seeds", 0, "seeds for mean and spread (samples; implies greedy=False)")
+    flags.DEFINE_string("decoding", "", "greedy | sample | searchr1 (default: eval.decoding)")
+    flags.DEFINE_integer("seeds", 0, "seeds for mean and spread (needs a sampling --decoding)")
     flags.DEFINE_string("out", "", "output directory (default: {output.dir}/eval)")
 
 

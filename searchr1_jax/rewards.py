@@ -15,7 +15,9 @@ Conventions (all checked against the published Search-R1 evaluation traces in
   answer that normalises to ``yes``/``no``/``noanswer`` scores 0 unless both are equal.
 * ``format_reward``: Search-R1 v0.3 (``qa_em_format.py``) with ``structure_format_score`` 0.2,
   ``final_format_score`` 0.1, ``retrieval_score`` 0: 1.0 correct + valid format, 0.8 correct +
-  invalid, 0.2 wrong + valid, 0.1 wrong + invalid, 0 when there is no answer.
+  invalid, 0.2 wrong + valid, 0.1 wrong + invalid, 0 when there is no answer. Read on the
+  response; ``rewards_searchr1.format_reward_searchr1`` (``rl.reward = "format_searchr1"``)
+  reproduces Search-R1's two prompt-dependent quirks exactly (see ``format_reward``).
 """
 from __future__ import annotations
 
@@ -168,6 +170,17 @@ def format_reward(response: str, golden: Golden, *, structure_format_score: floa
     The format is judged on the whole ``response``; the answer is read from ``answer_text``
     when given (the model's own turns: the invalid-action observation spells
     ``<answer> and </answer>`` and must never count as the model's answer).
+
+    Search-R1's own ``compute_score_em`` scores ``decode(prompt + response)`` instead, with two
+    bugs this reading fixes (``rl.reward = "format_searchr1"`` keeps them, for like-for-like
+    numbers; ``searchr1_jax/rewards_searchr1.py``):
+
+    1. the answer is the last ``<answer>`` block of prompt + response, and the prompt's own
+       ``<answer> Beijing </answer>`` example means a response with no answer scores as the
+       answer "Beijing": 0.1 (format) instead of 0, or 0.8 when the gold answer is Beijing
+       (5 of the 3,610 NQ-open dev questions);
+    2. the format is valid only after an ``<|im_start|>assistant`` marker, so Llama-3 chat or
+       raw prompts never have a valid format: 0.8 / 0.1 where this gives 1.0 / 0.2.
     """
     valid = is_valid_format(response)
     retrieval_bonus = retrieval_score if valid and retrieval_hit(response, golden) else 0.0
@@ -192,17 +205,27 @@ REWARDS: dict[str, Callable[[str, Golden], float]] = {
     "f1": _on_answer(f1_score),
     "format": format_reward,
 }
+# Kinds that read the prompt too (Search-R1's exact format reward: rewards_searchr1.py).
+PROMPT_REWARDS = ("format_searchr1",)
 
 
 def score(response: str, golden: Golden, kind: str = "em", *,
-          generated: str | None = None) -> float:
+          generated: str | None = None, prompt: str | None = None) -> float:
     """Outcome reward of one ``response`` (text after the prompt) against ``golden``.
 
     ``generated`` is the model's own text (its turns without the observations). When given,
     the answer is extracted from it alone; the format reward still judges the whole response.
+    ``prompt`` (the decoded prompt, special tokens kept) is needed by ``format_searchr1``,
+    which reads prompt + response as Search-R1 does (and ignores ``generated``).
     """
+    if kind in PROMPT_REWARDS:
+        if prompt is None:
+            raise ValueError(f"reward kind {kind!r} reads the prompt: pass prompt=")
+        from searchr1_jax.rewards_searchr1 import format_reward_searchr1
+        return float(format_reward_searchr1(prompt, response, golden))
     if kind not in REWARDS:
-        raise ValueError(f"reward kind {kind!r}: must be one of {sorted(REWARDS)}")
+        raise ValueError(f"reward kind {kind!r}: must be one of "
+                         f"{sorted([*REWARDS, *PROMPT_REWARDS])}")
     if kind == "format":
         return float(format_reward(response, golden, answer_text=generated))
     return float(REWARDS[kind](response if generated is None else generated, golden))

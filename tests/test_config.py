@@ -17,7 +17,14 @@ def test_base_config_is_valid():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("rl.algo", "ppo2", r"rl\.algo = 'ppo2': must be one of \['grpo', 'ppo'\]"),
+    ("rl.algo", "ppo2",
+     r"rl\.algo = 'ppo2': must be one of \['drgrpo', 'grpo', 'ppo', 'reinforce_pp', 'rloo'\]"),
+    ("rl.loss_agg", "seq_sum", r"rl\.loss_agg = 'seq_sum': must be one of"),
+    ("rl.kl_reward_mask", "info", r"rl\.kl_reward_mask = 'info': must be one of"),
+    ("rl.clip_ratio_high", -0.1, r"rl\.clip_ratio_high = -0\.1: must be >= 0"),
+    ("rl.reward", "format2", r"rl\.reward = 'format2'"),
+    ("eval.decoding", "beam", r"eval\.decoding = 'beam': must be one of"),
+    ("data.use_file_prompt", "yes", r"data\.use_file_prompt = 'yes': expected bool"),
     ("rl.kl_kind", "k3", r"rl\.kl_kind = 'k3'"),
     ("rollout.top_p", 0.0, r"rollout\.top_p = 0\.0: must be in \(0, 1\]"),
     ("rollout.max_turns", 0, r"rollout\.max_turns = 0: must be > 0"),
@@ -40,13 +47,45 @@ def test_bad_field_is_named(field, value, message):
 
 def test_cross_field_checks():
     cfg = load_config_file(BASE)
-    cfg.train.micro_batch_size = 7  # does not divide 256 prompts x 5 samples
-    with pytest.raises(ConfigError, match=r"train\.micro_batch_size = 7"):
+    cfg.train.micro_batch_size = 7  # does not divide the 256-row mini-batch
+    with pytest.raises(ConfigError, match=r"train\.micro_batch_size = 7: must divide "
+                                          r"train\.mini_batch_size = 256 rows"):
         validate(cfg)
     cfg = load_config_file(BASE)
     cfg.rl.n_samples = 1
-    with pytest.raises(ConfigError, match=r"rl\.n_samples = 1: GRPO needs"):
+    with pytest.raises(ConfigError, match=r"rl\.n_samples = 1: rl\.algo = 'grpo' needs"):
         validate(cfg)
+    cfg = load_config_file(BASE)
+    cfg.rl.clip_ratio_high = 0.1  # below clip_ratio 0.2
+    with pytest.raises(ConfigError, match=r"rl\.clip_ratio_high = 0\.1: must be 0"):
+        validate(cfg)
+    cfg.rl.clip_ratio_high = 0.28  # DAPO
+    validate(cfg)
+    cfg.rl.algo, cfg.rl.shifted_critic_mask, cfg.rl.mask_retrieved_in_critic = "ppo", True, True
+    cfg.train.mini_batch_size = 256
+    with pytest.raises(ConfigError, match=r"rl\.shifted_critic_mask = True"):
+        validate(cfg)
+
+
+def test_mini_batch_counts_rows():
+    """veRL's ppo_mini_batch_size counts responses: 2,560 GRPO rows / 256 = 10 updates."""
+    from searchr1_jax.train.algorithms import rows_per_step, updates_per_step
+
+    cfg = load_config_file(BASE)  # GRPO, 512 prompts x 5
+    assert (rows_per_step(cfg), updates_per_step(cfg)) == (2560, 10)
+    cfg.train.mini_batch_size = 300
+    with pytest.raises(ConfigError, match=r"train\.mini_batch_size = 300: must divide the 2560 "
+                                          r"rows of a step \(data\.train_batch_size = 512 x "
+                                          r"rl\.n_samples = 5\)"):
+        validate(cfg)
+    cfg.train.mini_batch_size = 1280  # a mini-batch larger than the prompts is fine in rows
+    assert updates_per_step(validate(cfg)) == 2
+    cfg.rl.algo = "ppo"  # one row per prompt: 512 rows
+    with pytest.raises(ConfigError, match=r"must divide the 512 rows of a step "
+                                          r"\(data\.train_batch_size = 512\)"):
+        validate(cfg)
+    cfg.train.mini_batch_size = 256
+    assert updates_per_step(validate(cfg)) == 2
 
 
 def test_missing_field_is_named():

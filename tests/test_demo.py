@@ -35,7 +35,7 @@ def test_demo_writes_table_and_plots(tiny_llama_dir, tmp_path):
                                  "rollout.max_obs_length": 32, "rollout.max_turns": 1,
                                  # 8 rows per micro-batch: one per fake device
                                  "data.train_batch_size": 2, "rl.n_samples": 4,
-                                 "train.mini_batch_size": 2, "train.micro_batch_size": 8,
+                                 "train.mini_batch_size": 8, "train.micro_batch_size": 8,
                                  "data.data_dir": str(tmp_path / "tfds")})
     result = run_demo(cfg, progress=False)
 

@@ -15,6 +15,7 @@ Builds take a few seconds and land in ``default_data_dir()`` unless ``data_dir``
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Iterable, Iterator
 
@@ -28,6 +29,8 @@ QA_FEATURES = dict(
     id=tfds.features.Text(), question=tfds.features.Text(),
     golden_answers=tfds.features.Sequence(tfds.features.Text()),
     data_source=tfds.features.Text(), uid=np.int64, answerable=np.bool_)
+# User files also keep their own prompt (JSON ``[[role, content], ..]``, "" when none).
+FILE_QA_FEATURES = dict(QA_FEATURES, prompt=tfds.features.Text())
 _QA_EXTS = (".parquet", ".jsonl", ".jsonl.gz")
 
 
@@ -37,17 +40,21 @@ def default_data_dir() -> str:
                           os.path.join(os.path.expanduser("~"), ".cache", "searchr1_jax", "tfds"))
 
 
-def _qa_info(builder, description: str) -> tfds.core.DatasetInfo:
+def _qa_info(builder, description: str, features=QA_FEATURES) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(builder=builder, description=description,
-                                 features=tfds.features.FeaturesDict(dict(QA_FEATURES)),
+                                 features=tfds.features.FeaturesDict(dict(features)),
                                  disable_shuffling=True)
 
 
-def _qa_records(examples: Iterable[QaExample]) -> Iterator[tuple[int, dict]]:
+def _qa_records(examples: Iterable[QaExample], with_prompt: bool = False
+                ) -> Iterator[tuple[int, dict]]:
     for ex in examples:
-        yield ex.uid, {"id": ex.id, "question": ex.question,
-                       "golden_answers": list(ex.golden_answers), "data_source": ex.data_source,
-                       "uid": ex.uid, "answerable": ex.answerable}
+        rec = {"id": ex.id, "question": ex.question, "golden_answers": list(ex.golden_answers),
+               "data_source": ex.data_source, "uid": ex.uid, "answerable": ex.answerable}
+        if with_prompt:
+            rec["prompt"] = (json.dumps([list(m) for m in ex.prompt_messages])
+                             if ex.prompt_messages else "")
+        yield ex.uid, rec
 
 
 class MiniQa(tfds.core.GeneratorBasedBuilder):
@@ -93,7 +100,7 @@ class SearchR1QaConfig(tfds.core.BuilderConfig):
     """One dataset of the paper: its name, the splits it has, where the hub keeps it."""
 
     def __init__(self, *, splits: tuple[str, ...], hub_kind: str, **kwargs):
-        super().__init__(version=tfds.core.Version("1.0.0"), **kwargs)
+        super().__init__(version=tfds.core.Version("1.1.0"), **kwargs)
         self.splits = splits
         self.hub_kind = hub_kind  # "flashrag" ({name}/{split}.jsonl) | "searchr1" (parquet)
 
@@ -117,8 +124,12 @@ class SearchR1Qa(tfds.core.GeneratorBasedBuilder):
         "{manual_dir}/{config}/{split}.jsonl (FlashRAG), or let the builder fetch them from the "
         "Hugging Face hub.")
 
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Questions and gold answers.",
+                     "1.1.0": "The file's own prompt messages (Search-R1 parquet 'prompt')."}
+
     def _info(self) -> tfds.core.DatasetInfo:
-        return _qa_info(self, self.builder_config.description)
+        return _qa_info(self, self.builder_config.description, FILE_QA_FEATURES)
 
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
@@ -130,7 +141,8 @@ class SearchR1Qa(tfds.core.GeneratorBasedBuilder):
         files = {s: f for s, f in files.items() if f}
         if not files:
             files = hub.download_splits(cfg.name, cfg.splits, cfg.hub_kind)
-        return {split: _qa_records(assign_uids(read_qa_file(path, data_source=cfg.name)))
+        return {split: _qa_records(assign_uids(read_qa_file(path, data_source=cfg.name)),
+                                   with_prompt=True)
                 for split, path in files.items()}
 
     def _generate_examples(self):
@@ -164,10 +176,12 @@ def decode_qa_record(rec: dict) -> QaExample:
     """A ``tfds.data_source`` record (bytes fields) back into a ``QaExample``."""
     def s(x):
         return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+    prompt = s(rec["prompt"]) if "prompt" in rec else ""
     return QaExample(id=s(rec["id"]), question=s(rec["question"]),
                      golden_answers=tuple(s(a) for a in rec["golden_answers"]),
                      data_source=s(rec["data_source"]), uid=int(rec["uid"]),
-                     answerable=bool(rec["answerable"]))
+                     answerable=bool(rec["answerable"]),
+                     prompt_messages=tuple(tuple(m) for m in json.loads(prompt)) if prompt else ())
 
 
 def read_qa_source(source) -> list[QaExample]:

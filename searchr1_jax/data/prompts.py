@@ -2,12 +2,16 @@
 
 The Search-R1 user turn (``scripts/data_process/nq_search.py``, kept verbatim, typos included):
 ``SEARCH_R1_TEMPLATE.format(question=q)`` where ``q`` is the stripped question with ``?``
-appended when it does not already end with one. Instruct models get the tokenizer's chat template
-(one user message, ``add_generation_prompt=True``); base models get the raw text.
+appended when it does not already end with one. Style ``auto`` (the default) is Search-R1's rule
+(``verl/utils/dataset/rl_dataset.py``, ``RLHFDataset.__getitem__``): the tokenizer's chat
+template whenever it has one (one user message, ``add_generation_prompt=True``), base models
+included (Qwen2.5 base tokenizers have one: the published base-model traces show its system
+prompt), else the raw text. A Search-R1 parquet's own ``prompt`` messages are rendered the same
+way (``example_prompt``; raw: the first message's content, as Search-R1 does).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 SEARCH_R1_TEMPLATE = (
     "Answer the given question. You must conduct reasoning inside <think> and </think> first "
@@ -86,6 +90,31 @@ def build_prompt(question: str, tokenizer: Any = None, style: str = "auto",
                  method: str = "search_r1", passages: str = "") -> str:
     """The full prompt string the model sees for ``question``."""
     return render_prompt(user_prompt(question, method, passages), tokenizer, style)
+
+
+def render_messages(messages: Sequence[tuple[str, str]], tokenizer: Any = None,
+                    style: str = "auto") -> str:
+    """Chat ``messages`` (``(role, content)`` pairs) as the model sees them: the chat template
+    (style chat/auto with a template) or the first message's content (raw: Search-R1's
+    ``chat[0]['content']``)."""
+    if not messages:
+        raise ValueError("render_messages: no messages")
+    if tokenizer is None or resolve_style(tokenizer, style) == "raw":
+        if style == "chat" and tokenizer is None:
+            raise ValueError("prompt_style 'chat' needs a tokenizer")
+        return messages[0][1]
+    return tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in messages],
+                                         add_generation_prompt=True, tokenize=False)
+
+
+def example_prompt(example: Any, tokenizer: Any = None, style: str = "auto",
+                   use_file_prompt: bool = True) -> str:
+    """The Search-R1 prompt of a ``QaExample``: its file's own ``prompt_messages`` when it has
+    them and ``use_file_prompt`` (``data.use_file_prompt``), else ``build_prompt(question)``."""
+    messages = getattr(example, "prompt_messages", ())
+    if use_file_prompt and messages:
+        return render_messages(messages, tokenizer, style)
+    return build_prompt(example.question, tokenizer, style)
 
 
 def encode_prompts(tokenizer: Any, texts: list[str], style: str = "auto") -> list[list[int]]:

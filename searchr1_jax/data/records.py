@@ -7,7 +7,9 @@ Formats read here (user-supplied Search-R1 data):
   ``data_source``, ``prompt`` (chat messages whose user turn holds the templated question),
   ``reward_model`` (``{"ground_truth": {"target": [..]}, "style": "rule"}``) and ``extra_info``
   (``{"split", "index"}``). The raw question is taken from ``extra_info.question`` when present,
-  else recovered from the templated prompt (the text after ``Question: ``).
+  else recovered from the templated prompt (the text after ``Question: ``). The ``prompt``
+  messages themselves are kept (``QaExample.prompt_messages``): Search-R1 feeds them as they are,
+  so a file made with a custom template keeps it (``data.use_file_prompt``).
 
 Every bad row raises ``DataError`` naming the file, the row (0-based line/row number) and the field.
 """
@@ -42,6 +44,9 @@ class QaExample:
     data_source: str
     uid: int = -1
     answerable: bool = False
+    # The file's own prompt as ``((role, content), ..)`` chat messages (Search-R1 parquet
+    # ``prompt`` column); empty: build the prompt from ``question`` with the template.
+    prompt_messages: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -186,8 +191,30 @@ def read_searchr1_parquet(path: str) -> list[QaExample]:
     for i, row in enumerate(rows):
         where = f"{path}, row {i}"
         raw, source = searchr1_row_to_raw(row, where)
-        out.append(check_example(raw, where, source, f"{source}_{i}"))
+        ex = check_example(raw, where, source, f"{source}_{i}")
+        if row.get("prompt") is not None:
+            ex = dataclasses.replace(ex, prompt_messages=prompt_messages(row["prompt"], where))
+        out.append(ex)
     return out
+
+
+def prompt_messages(prompt: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """A parquet ``prompt`` cell (chat messages, or one string = one user turn) as
+    ``((role, content), ..)``; a malformed cell names the file, row and field."""
+    if hasattr(prompt, "tolist"):
+        prompt = prompt.tolist()
+    if isinstance(prompt, str):
+        return (("user", prompt),)
+    if not isinstance(prompt, (list, tuple)) or not prompt:
+        raise DataError(f"{where}: field 'prompt' must be a non-empty list of chat messages")
+    out = []
+    for j, m in enumerate(prompt):
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str)):
+            raise DataError(f"{where}: field 'prompt[{j}]' must be a message "
+                            "{'role': str, 'content': str}")
+        out.append((m["role"], m["content"]))
+    return tuple(out)
 
 
 def read_qa_file(path: str, data_source: str | None = None) -> list[QaExample]:

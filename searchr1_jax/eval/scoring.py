@@ -88,8 +88,13 @@ def table_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float]]],
 
 
 def write_results(out_dir: str, rows: Sequence[Mapping[str, Any]],
-                  summary: Mapping[str, Any], with_std: bool = False) -> dict[str, str]:
-    """Writes ``results.json``, ``results.csv``, ``results.md`` and ``trajectories.jsonl``."""
+                  summary: Mapping[str, Any], with_std: bool = False,
+                  decoding: str = "") -> dict[str, str]:
+    """Writes ``results.json``, ``results.csv``, ``results.md`` and ``trajectories.jsonl``.
+
+    ``decoding`` (``eval.decoding.decoding_label``) heads every table of ``results.md``: a
+    greedy and a sampled table are not comparable (Search-R1's published numbers are sampled).
+    """
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: os.path.join(out_dir, f) for k, f in (
         ("json", "results.json"), ("csv", "results.csv"), ("md", "results.md"),
@@ -104,8 +109,9 @@ def write_results(out_dir: str, rows: Sequence[Mapping[str, Any]],
                 w.writerow([method, col, cell["n"],
                             *[f"{cell[x]:.6f}" for m in METRICS for x in (m, m + "_std")]])
     with open(paths["md"], "w", encoding="utf-8") as f:
+        head = f", decoding: {decoding}" if decoding else ""
         for metric in METRICS:
-            f.write(f"### {metric}\n\n{table_markdown(summary, metric, with_std)}\n\n")
+            f.write(f"### {metric}{head}\n\n{table_markdown(summary, metric, with_std)}\n\n")
     with open(paths["trajectories"], "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")

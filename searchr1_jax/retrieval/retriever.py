@@ -84,11 +84,17 @@ def _with_rerank(retriever: Retriever, rcfg) -> Retriever:
 
 
 def build_retriever(rcfg) -> Retriever:
-    """The retriever named by the ``retrieval`` config section (see configs/base.py)."""
+    """The retriever named by the ``retrieval`` config section (see configs/base.py).
+
+    ``retrieval.rerank`` wraps any kind, ``http`` included, in a ``RerankingRetriever`` that
+    asks the first stage for ``rerank_candidates`` hits and keeps the reranker's top k."""
     kind = rcfg.kind
     if kind == "http":
+        # With rerank, the server's hits are re-scored here, client-side (the server may be
+        # Search-R1's own, which knows nothing of this config).
         from searchr1_jax.retrieval.client import RetrievalClient
-        return RetrievalClient(rcfg.url, timeout_s=rcfg.timeout_s, retries=rcfg.retries)
+        return _with_rerank(
+            RetrievalClient(rcfg.url, timeout_s=rcfg.timeout_s, retries=rcfg.retries), rcfg)
     if rcfg.index_dir:
         return _with_rerank(load_retriever(rcfg.index_dir, kind, rcfg), rcfg)
     store = PassageStore.from_passages(iter_passages(rcfg.corpus))

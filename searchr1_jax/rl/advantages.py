@@ -1,6 +1,17 @@
-"""Advantage estimators (GAE for PPO, group-normalised scores for GRPO) and PPO token rewards.
+"""Advantage estimators and PPO token rewards.
 
 Shapes: ``B`` responses, ``T`` response tokens; masks are float ``[B, T]``.
+
+The public functions keep their own signatures (``gae_advantages(rewards, values, mask, ..)``,
+``grpo_advantages(scores, group_ids, mask)``, ...). ``ADVANTAGE_ESTIMATORS`` maps each name to
+an adapter with one signature, so the trainer calls any of them the same way::
+
+    adv, returns = ADVANTAGE_ESTIMATORS.get(name)(token_rewards, mask, values=..,
+                                                  group_ids=.., gamma=.., lam=.., whiten_mask=..)
+
+``returns`` is what a critic regresses on (GAE) and equals ``adv`` for critic-free estimators
+(veRL returns ``(scores, scores)`` there too). Names: ``gae``, ``grpo``, ``drgrpo``, ``rloo``,
+``reinforce_pp``.
 """
 from __future__ import annotations
 
@@ -52,9 +63,9 @@ def ppo_token_rewards(scores: Array, old_logp: Array, ref_logp: Array, response_
     return rewards, metrics
 
 
-@ADVANTAGE_ESTIMATORS.register("gae")
 def gae_advantages(rewards: Array, values: Array, mask: Array, gamma: float = 1.0,
-                   lam: float = 1.0, whiten: bool = True) -> tuple[Array, Array]:
+                   lam: float = 1.0, whiten: bool = True, whiten_mask: Array | None = None
+                   ) -> tuple[Array, Array]:
     """Generalised advantage estimation by a reverse ``lax.scan`` over time.
 
     For real tokens (mask 1), scanning t = T-1 .. 0 with ``V_next`` = value of the next real
@@ -65,7 +76,9 @@ def gae_advantages(rewards: Array, values: Array, mask: Array, gamma: float = 1.
         R_t     = A_t + V_t          (returns use the raw, unwhitened advantages)
 
     Masked tokens are skipped (they carry ``V_next``/``A_next`` through unchanged) and get
-    ``A = R = 0``. Finally (``whiten``) ``A = masked_whiten(A, mask)`` over the whole batch.
+    ``A = R = 0``. Finally (``whiten``) ``A = masked_whiten(A, whiten_mask)`` over the whole
+    batch (``whiten_mask`` defaults to ``mask``; Search-R1's shifted critic mask recurses one
+    position further than it whitens: ``rl.shifted_critic_mask``).
 
     Search-R1 (veRL ``compute_gae_advantage_return``) runs the recursion over every position
     and uses the mask only for whitening; its critic zeroes values on padding, so for a
@@ -89,11 +102,11 @@ def gae_advantages(rewards: Array, values: Array, mask: Array, gamma: float = 1.
     advantages = adv_rev.T
     returns = jnp.where(live, advantages + v, 0.0)
     if whiten:
-        advantages = jnp.where(live, masked_whiten(advantages, mask), 0.0)
+        stats = mask if whiten_mask is None else whiten_mask
+        advantages = jnp.where(live, masked_whiten(advantages, stats), 0.0)
     return advantages, returns
 
 
-@ADVANTAGE_ESTIMATORS.register("grpo")
 def grpo_advantages(scores: Array, group_ids: Array, mask: Array, eps: float = 1e-6) -> Array:
     """Outcome advantage standardised within each prompt's group, broadcast over tokens.
 
@@ -104,9 +117,81 @@ def grpo_advantages(scores: Array, group_ids: Array, mask: Array, eps: float = 1
     mapped to ``[0, B)`` with ``jnp.unique(size=B)`` so ``segment_sum`` has the static
     ``num_segments = B`` under jit.
     """
+    scores = _outcome(scores)
+    count, mean, std = _group_stats(scores, group_ids)
+    several = count > 1
+    row_mean = jnp.where(several, mean, 0.0)
+    row_std = jnp.where(several, std, 1.0)
+    return _broadcast((scores - row_mean) / (row_std + eps), mask)
+
+
+def drgrpo_advantages(scores: Array, group_ids: Array, mask: Array) -> Array:
+    """Dr. GRPO's group advantage ``A_b = s_b - mean_g``: no division by the group's std.
+
+    Liu et al. 2025 ("Understanding R1-Zero-like training"): dividing by ``std_g`` weights
+    questions that are nearly always right or wrong up. A group of one uses mean 0 (as
+    ``grpo_advantages``; veRL's ``norm_adv_by_std_in_grpo=False``). Pair it with
+    ``rl.loss_agg = "seq_mean_token_sum"`` for Dr. GRPO's length-unbiased aggregation.
+    """
+    scores = _outcome(scores)
+    count, mean, _ = _group_stats(scores, group_ids)
+    return _broadcast(scores - jnp.where(count > 1, mean, 0.0), mask)
+
+
+def rloo_advantages(scores: Array, group_ids: Array, mask: Array) -> Array:
+    """REINFORCE leave-one-out: ``A_b = s_b - mean_{j in g, j != b} s_j``.
+
+    With ``n`` rows in the group that is ``n / (n - 1) * (s_b - mean_g)`` (veRL
+    ``compute_rloo_outcome_advantage``, tunix ``compute_rloo_advantages``); a group of one
+    keeps ``A_b = s_b`` (veRL: the baseline of a lone row is 0).
+    """
+    scores = _outcome(scores)
+    count, mean, _ = _group_stats(scores, group_ids)
+    loo = safe_divide(count, count - 1) * (scores - mean)
+    return _broadcast(jnp.where(count > 1, loo, scores), mask)
+
+
+def reinforce_pp_advantages(token_rewards: Array, mask: Array, gamma: float = 1.0
+                            ) -> tuple[Array, Array]:
+    """REINFORCE++ (Hu 2025): discounted token returns whitened over the whole batch.
+
+    ``G_t = r_t + gamma * G_{t+1}`` over each row's real tokens (0 past the end), then
+    ``A = masked_whiten(G, mask)`` (mean and unbiased variance over every masked token of the
+    batch) and ``A = 0`` off the mask. veRL ``compute_reinforce_plus_plus_outcome_advantage``
+    (the KL penalty, when in the reward, is already inside ``r_t``). Returns ``(A, G)``.
+    """
+    live = mask != 0
+    r = jnp.where(live, token_rewards, 0.0).astype(jnp.float32)
+
+    def step(next_return, xs):
+        r_t, live_t = xs
+        g_t = r_t + gamma * next_return
+        return jnp.where(live_t, g_t, 0.0), jnp.where(live_t, g_t, 0.0)
+
+    init = jnp.zeros((r.shape[0],), jnp.float32)
+    _, g_rev = jax.lax.scan(step, init, (r.T, live.T), reverse=True)
+    returns = g_rev.T
+    return jnp.where(live, masked_whiten(returns, mask), 0.0), returns
+
+
+def _outcome(scores: Array) -> Array:
+    """``[B]`` float32 scores; ``[B, T]`` token rewards are summed over time (veRL)."""
     if scores.ndim == 2:
         scores = jnp.sum(scores, axis=-1)
-    scores = scores.astype(jnp.float32)
+    return scores.astype(jnp.float32)
+
+
+def _broadcast(row_values: Array, mask: Array) -> Array:
+    """``row_values[b] * mask[b, t]``, exactly 0 off the mask."""
+    return jnp.where(mask != 0, row_values[:, None] * mask, 0.0)
+
+
+def _group_stats(scores: Array, group_ids: Array) -> tuple[Array, Array, Array]:
+    """Per row: its group's size, mean and unbiased (Bessel) std.
+
+    Ids are mapped to ``[0, B)`` with ``jnp.unique(size=B)`` so ``segment_sum`` has the static
+    ``num_segments = B`` under jit; any int ids work (rows with equal ids form a group).
+    """
     b = scores.shape[0]
     _, seg = jnp.unique(jnp.asarray(group_ids), size=b, return_inverse=True)
     seg = seg.reshape(b)
@@ -114,8 +199,39 @@ def grpo_advantages(scores: Array, group_ids: Array, mask: Array, eps: float = 1
     mean = safe_divide(jax.ops.segment_sum(scores, seg, num_segments=b), count)
     sq_dev = jax.ops.segment_sum(jnp.square(scores - mean[seg]), seg, num_segments=b)
     std = jnp.sqrt(safe_divide(sq_dev, count - 1))
-    several = count[seg] > 1
-    row_mean = jnp.where(several, mean[seg], 0.0)
-    row_std = jnp.where(several, std[seg], 1.0)
-    advantages = (scores - row_mean) / (row_std + eps)
-    return jnp.where(mask != 0, advantages[:, None] * mask, 0.0)
+    return count[seg], mean[seg], std[seg]
+
+
+# ------------------------------------------------------------------ the registry's adapters
+# One signature for every estimator: (token_rewards [B,T], mask [B,T], *, values, group_ids,
+# gamma, lam, whiten_mask) -> (advantages, returns). Unused arguments are ignored.
+@ADVANTAGE_ESTIMATORS.register("gae")
+def _gae(token_rewards, mask, *, values=None, group_ids=None, gamma=1.0, lam=1.0,
+         whiten_mask=None):
+    """``gae_advantages`` with the critic's ``values`` (needed)."""
+    if values is None:
+        raise ValueError("advantage estimator 'gae' needs the critic's values")
+    return gae_advantages(token_rewards, values, mask, gamma, lam, whiten_mask=whiten_mask)
+
+
+def _group_adapter(fn):
+    def adapter(token_rewards, mask, *, values=None, group_ids=None, gamma=1.0, lam=1.0,
+                whiten_mask=None):
+        if group_ids is None:
+            raise ValueError(f"{fn.__name__} needs group_ids (one id per prompt)")
+        adv = fn(token_rewards, group_ids, mask)
+        return adv, adv
+    adapter.__doc__ = f"``{fn.__name__}`` of the rows' summed token rewards; returns = A."
+    return adapter
+
+
+ADVANTAGE_ESTIMATORS.register("grpo")(_group_adapter(grpo_advantages))
+ADVANTAGE_ESTIMATORS.register("drgrpo")(_group_adapter(drgrpo_advantages))
+ADVANTAGE_ESTIMATORS.register("rloo")(_group_adapter(rloo_advantages))
+
+
+@ADVANTAGE_ESTIMATORS.register("reinforce_pp")
+def _reinforce_pp(token_rewards, mask, *, values=None, group_ids=None, gamma=1.0, lam=1.0,
+                  whiten_mask=None):
+    """``reinforce_pp_advantages`` with the config's ``gamma``."""
+    return reinforce_pp_advantages(token_rewards, mask, gamma)

@@ -68,6 +68,9 @@ class RolloutInfo:
     questions: list[str]
     golden_answers: list[list[str]]
     data_source: list[str]
+    # The prompt text of each row as the model saw it (chat template and its special tokens
+    # included), set by the caller that rendered it; Search-R1's exact format reward reads it.
+    prompt_text: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def generated_text(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""PPO and GRPO trainers: train state, optimizer, losses, sharded train step, the step loop.
+"""RL trainers (PPO, GRPO; also Dr. GRPO, RLOO, REINFORCE++): train state, optimizer, losses,
+sharded train step, the step loop.
 
 Modules (import them directly; this package imports nothing heavy on purpose so that
 ``python -m searchr1_jax.train`` and ``searchr1_jax.train.checkpoint`` stay cheap):
@@ -7,7 +8,8 @@ Modules (import them directly; this package imports nothing heavy on purpose so 
   state.py     ``TrainState`` and the AdamW + warmup + clipping optimizer
   step.py      jitted, sharded mini-batch update with gradient accumulation and a NaN guard
   critic.py    the PPO critic (backbone copy + scalar value head)
-  grpo.py / ppo.py   per-algorithm batch preparation (advantages, returns)
+  algorithms.py  the algorithm table keyed by rl.algo (estimator, critic, KL place, masks)
+  prepare.py   the step's TrainBatch (masks resolved once) and its advantages / returns
   trainer.py   one RL step (rollout -> rewards -> advantages -> updates -> metrics)
   search_rollout.py  the real rollout function (Search-R1 episodes with the live actor weights)
   loop.py      the run loop: metrics logging, checkpoints, SIGTERM, resume

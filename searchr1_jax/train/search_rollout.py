@@ -1,7 +1,8 @@
 """The trainer's rollout function: Search-R1 episodes with the actor's live weights.
 
 ``SearchRollout(cfg, tokenizer, retriever)(model, rows, group_ids, seed)`` renders each row's
-prompt (``data.prompt_style``), runs the multi-turn episodes of ``searchr1_jax.rollout`` with a
+prompt (``data.prompt_style``; a Search-R1 parquet's own prompt with ``data.use_file_prompt``),
+runs the multi-turn episodes of ``searchr1_jax.rollout`` with a
 sampling (``rollout.temperature``) ``CachedGenerator`` over ``model`` and returns
 ``(RolloutBatch, RolloutInfo)``. ``last_retrieval_s`` is the time spent inside the retriever
 during the last call (the rest of the rollout time is sampling and host work).
@@ -43,13 +44,13 @@ class SearchRollout:
         self._generator = None  # built once (its stop-string table too); model swapped per call
 
     def __call__(self, model, rows: Sequence[Any], group_ids: np.ndarray, seed: int):
-        from searchr1_jax.data import build_prompt
-        from searchr1_jax.data.prompts import encode_prompts
+        from searchr1_jax.data.prompts import encode_prompts, example_prompt
         from searchr1_jax.eval.backend import make_generator
         from searchr1_jax.rollout import collect_rollouts
 
         style = self.cfg.data.prompt_style
-        texts = [build_prompt(ex.question, self.tokenizer, style) for ex in rows]
+        use_file = bool(self.cfg.data.use_file_prompt)  # a parquet's own prompt, as written
+        texts = [example_prompt(ex, self.tokenizer, style, use_file) for ex in rows]
         prompts = encode_prompts(self.tokenizer, texts, style)
         if self._generator is None:
             self._generator = make_generator(model, self.tokenizer, self.cfg, greedy=False)
@@ -62,4 +63,5 @@ class SearchRollout:
             data_source=[ex.data_source for ex in rows], seed=seed,
             pipeline_groups=int(self.cfg.rollout.pipeline_groups))
         self.last_retrieval_s = self.retriever.seconds
+        info.prompt_text = texts  # rl.reward = "format_searchr1" reads prompt + response
         return batch, info

@@ -40,20 +40,24 @@ class TrainState:
 class TrainBatch:
     """Rows fed to the update step; all ``[B, R]`` unless noted (R = response width).
 
-    Built from a ``RolloutBatch`` plus the per-algorithm preparation (grpo.py / ppo.py).
-    ``old_logprobs``: actor log-probs before the update; ``ref_logprobs``: frozen reference;
-    ``advantages``/``returns``/``old_values``: zeros where the algorithm does not use them.
+    Built once per RL step by ``prepare.train_batch`` from a ``RolloutBatch``: the masks are
+    already resolved for the algorithm (``algorithms.AlgoSpec.masks``) and a field the
+    algorithm does not use is ``None``. ``old_logprobs``: actor log-probs before the update;
+    ``ref_logprobs``: the frozen reference (None without a KL term); ``advantages`` (and,
+    with a critic, ``returns``/``old_values``) are filled by ``prepare.prepare_batch``.
     """
     prompt_tokens: jax.Array      # int32[B, P]
     prompt_mask: jax.Array        # bool[B, P]
     response_tokens: jax.Array    # int32[B, R]
-    response_mask: jax.Array      # f32 1 on every real response token
-    loss_mask: jax.Array          # f32 1 on model-generated tokens only
+    response_mask: jax.Array      # f32 1 on every real response token (forward, reward slot)
+    policy_mask: jax.Array        # f32 policy loss, entropy and KL loss
+    kl_mask: jax.Array | None     # f32 KL-in-reward term (None unless the KL is in the reward)
+    critic_mask: jax.Array | None  # f32 GAE recursion and value loss (None without a critic)
     old_logprobs: jax.Array
-    ref_logprobs: jax.Array
+    ref_logprobs: jax.Array | None
     advantages: jax.Array
-    returns: jax.Array
-    old_values: jax.Array
+    returns: jax.Array | None
+    old_values: jax.Array | None
 
     @property
     def num_rows(self) -> int:

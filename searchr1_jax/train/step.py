@@ -24,7 +24,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from searchr1_jax.parallel import BATCH_AXES, tree_shardings
-from searchr1_jax.train import losses
+from searchr1_jax.train import algorithms, losses
 from searchr1_jax.train.logprobs import policy_logprobs, response_hidden
 from searchr1_jax.train.metrics import keep_if_finite
 from searchr1_jax.train.state import TrainBatch, TrainState
@@ -146,6 +146,8 @@ def batch_shardings(batch: TrainBatch, mesh: Mesh) -> Any:
 
 
 # ---------------------------------------------------------------- actor / critic loss functions
+# The masks come resolved in the batch (``policy_mask``, ``critic_mask``: prepare.train_batch);
+# the loss functions only choose the aggregation and the KL term's place.
 def actor_loss_fn(graphdef: nnx.GraphDef, rest: Any, rl_cfg, *, chunk: int = 128,
                   temperature: float = 1.0, on_policy: bool = False) -> LossFn:
     """``loss_fn`` for ``make_update_fn``: the actor's PPO-clip + entropy (+ KL loss) objective.
@@ -153,7 +155,10 @@ def actor_loss_fn(graphdef: nnx.GraphDef, rest: Any, rl_cfg, *, chunk: int = 128
     ``on_policy``: the step makes a single update, so the "old" policy is the current one and
     ``old_logp = stop_gradient(logp)`` (ratio 1) replaces ``batch.old_logprobs``; this saves
     the separate old-log-prob forward pass and is the same objective value and gradient.
+    ``rl.clip_ratio_high > 0`` clips the ratio at ``1 + clip_ratio_high`` above (DAPO).
     """
+    kl_in_loss = algorithms.resolve(rl_cfg).kl == "loss"
+    high = float(rl_cfg.clip_ratio_high) or None
 
     def loss_fn(params, mb: TrainBatch, total):
         model = nnx.merge(graphdef, params, rest)
@@ -161,37 +166,29 @@ def actor_loss_fn(graphdef: nnx.GraphDef, rest: Any, rl_cfg, *, chunk: int = 128
                                         mb.response_tokens, mb.response_mask, chunk=chunk,
                                         with_entropy=True, temperature=temperature)
         old_logp = jax.lax.stop_gradient(logp) if on_policy else mb.old_logprobs
-        mask = mb.loss_mask if rl_cfg.mask_retrieved_tokens else mb.response_mask
-        w = losses.agg_weights(mask, rl_cfg.loss_agg)
-        # veRL's rule: KL is a loss term iff use_kl_loss, otherwise it goes into the reward.
-        use_kl = bool(rl_cfg.use_kl_loss)
+        w = losses.agg_weights(mb.policy_mask, rl_cfg.loss_agg)
         return losses.actor_loss(
             logp, entropy, old_logp, mb.ref_logprobs, mb.advantages, w, total,
-            clip_ratio=rl_cfg.clip_ratio, entropy_coef=rl_cfg.entropy_coef,
-            kl_coef=rl_cfg.kl_coef, kl_kind=rl_cfg.kl_kind, use_kl_loss=use_kl)
+            clip_ratio=rl_cfg.clip_ratio, clip_ratio_high=high,
+            entropy_coef=rl_cfg.entropy_coef, kl_coef=rl_cfg.kl_coef, kl_kind=rl_cfg.kl_kind,
+            use_kl_loss=kl_in_loss)
     return loss_fn
 
 
 def actor_total_fn(rl_cfg) -> Callable[[TrainBatch], jax.Array]:
     def total_fn(batch: TrainBatch):
-        mask = batch.loss_mask if rl_cfg.mask_retrieved_tokens else batch.response_mask
-        return losses.agg_weights(mask, rl_cfg.loss_agg).sum()
+        return losses.agg_total(batch.policy_mask, rl_cfg.loss_agg)
     return total_fn
 
 
-def critic_mask(batch: TrainBatch, rl_cfg) -> jax.Array:
-    """Value loss / GAE mask: all response tokens (Search-R1) unless mask_retrieved_in_critic."""
-    return batch.loss_mask if rl_cfg.mask_retrieved_in_critic else batch.response_mask
-
-
 def critic_loss_fn(graphdef: nnx.GraphDef, rest: Any, rl_cfg) -> LossFn:
-    """``loss_fn`` for the PPO critic's clipped value loss."""
+    """``loss_fn`` for the PPO critic's clipped value loss over ``batch.critic_mask``."""
 
     def loss_fn(params, mb: TrainBatch, total):
         critic = nnx.merge(graphdef, params, rest)
         values = critic.values(mb.prompt_tokens, mb.prompt_mask, mb.response_tokens,
                                mb.response_mask)
-        w = losses.agg_weights(critic_mask(mb, rl_cfg), rl_cfg.loss_agg)
+        w = losses.agg_weights(mb.critic_mask, rl_cfg.loss_agg)
         return losses.critic_loss(values, mb.old_values, mb.returns, w, total,
                                   value_clip=rl_cfg.value_clip)
     return loss_fn
@@ -199,7 +196,7 @@ def critic_loss_fn(graphdef: nnx.GraphDef, rest: Any, rl_cfg) -> LossFn:
 
 def critic_total_fn(rl_cfg) -> Callable[[TrainBatch], jax.Array]:
     def total_fn(batch: TrainBatch):
-        return losses.agg_weights(critic_mask(batch, rl_cfg), rl_cfg.loss_agg).sum()
+        return losses.agg_total(batch.critic_mask, rl_cfg.loss_agg)
     return total_fn
 
 
@@ -237,4 +234,4 @@ def make_forward_fn(graphdef: nnx.GraphDef, rest: Any, n_micro: int, *, kind: st
 
 __all__ = ["split_micro", "accumulate_grads", "apply_update", "make_update_fn", "state_shardings", "batch_shardings",
            "actor_loss_fn", "actor_total_fn", "critic_loss_fn", "critic_total_fn",
-           "critic_mask", "make_forward_fn", "response_hidden"]
+           "make_forward_fn", "response_hidden"]

@@ -1,11 +1,14 @@
-"""The PPO / GRPO step loop.
+"""The RL step loop (PPO, GRPO and the other algorithms of ``algorithms.ALGORITHMS``).
 
-One RL step: next prompts from the data iterator (GRPO: each repeated ``rl.n_samples`` times,
-one group per prompt) -> rollout with the actor's *current* parameters (the sampler module is
-``nnx.merge`` of the actor's graph and the very arrays in ``actor_state.params``: no copy) ->
-outcome rewards -> old / reference log-probs and values (frozen, jitted, micro-batched) ->
-advantages (grpo.py / ppo.py) -> ``train.ppo_epochs`` x mini-batch updates of actor (and critic)
--> metrics. ``Trainer.state_tree()`` / ``load_state_tree()`` expose everything a checkpoint needs
+The algorithm's parts (estimator, critic or not, rows per prompt, where the KL goes, masks)
+come from ``algorithms.resolve(cfg.rl)`` once, in ``__init__``; nothing below compares names.
+One RL step: next prompts from the data iterator (grouped algorithms: each repeated
+``rl.n_samples`` times, one group per prompt) -> rollout with the actor's *current* parameters
+(the sampler module is ``nnx.merge`` of the actor's graph and the very arrays in
+``actor_state.params``: no copy) -> outcome rewards -> the train batch with its masks resolved
+(prepare.py) -> old / reference log-probs and values (frozen, jitted, micro-batched) ->
+advantages (prepare.py) -> ``train.ppo_epochs`` x updates over mini-batches of
+``train.mini_batch_size`` rows (responses, as veRL counts them) of actor (and critic) -> metrics. ``Trainer.state_tree()`` / ``load_state_tree()`` expose everything a checkpoint needs
 (params, optimizer states, step, data position); the rollout seed is a function of
 ``(train.seed, step)`` so a resumed run samples exactly what the uninterrupted one did.
 """
@@ -23,7 +26,7 @@ from flax import nnx
 
 from searchr1_jax import rewards
 from searchr1_jax.parallel import DECODER_RULES, tree_shardings
-from searchr1_jax.train import grpo, ppo, step as step_lib
+from searchr1_jax.train import algorithms, prepare, step as step_lib
 from searchr1_jax.train.critic import copy_module, make_critic
 from searchr1_jax.train.state import TrainBatch, TrainState, make_optimizer, warmup_steps
 
@@ -39,32 +42,18 @@ def _bucket(n: int, minimum: int) -> int:
     return max(minimum, 1 << max(0, int(n) - 1).bit_length())
 
 
-def pad_rollout(rb, prompt_width: int, response_width: int):
-    """Left-pads prompts / right-pads responses of a RolloutBatch to fixed widths (one compile)."""
-    p, r = rb.prompt_tokens.shape[1], rb.response_tokens.shape[1]
-    if p > prompt_width or r > response_width:
-        raise ValueError(f"rollout widths prompt={p}, response={r} exceed the padded widths "
-                         f"{prompt_width}, {response_width}")
-    lp, rr = prompt_width - p, response_width - r
-    pad = lambda x, before, after: jnp.pad(x, [(0, 0), (before, after)])  # noqa: E731
-    return rb.replace(prompt_tokens=pad(rb.prompt_tokens, lp, 0),
-                      prompt_mask=pad(rb.prompt_mask, lp, 0),
-                      response_tokens=pad(rb.response_tokens, 0, rr),
-                      response_mask=pad(rb.response_mask, 0, rr),
-                      loss_mask=pad(rb.loss_mask, 0, rr),
-                      sample_logprobs=pad(rb.sample_logprobs, 0, rr))
-
-
 def score_rollouts(info, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """``(reward, exact_match)`` per row from the decoded responses and gold answers.
 
     Answers are read from the model's own turns only: the invalid-action observation spells
     ``<answer> and </answer>``, which must never be scored as the model's answer.
     """
-    rows = list(zip(info.response_text, info.generated_text, info.golden_answers))
-    reward = np.array([rewards.score(r, g, kind, generated=own) for r, own, g in rows],
-                      np.float32)
-    em = np.array([rewards.score(r, g, "em", generated=own) for r, own, g in rows], np.float32)
+    prompts = getattr(info, "prompt_text", None) or [None] * len(info.response_text)
+    rows = list(zip(info.response_text, info.generated_text, info.golden_answers, prompts))
+    reward = np.array([rewards.score(r, g, kind, generated=own, prompt=p)
+                       for r, own, g, p in rows], np.float32)
+    em = np.array([rewards.score(r, g, "em", generated=own) for r, own, g, _ in rows],
+                  np.float32)
     return reward, em
 
 
@@ -80,13 +69,13 @@ class Trainer:
         self.mesh, self.min_width = mesh, min_width
         self.reward_fn = reward_fn or (lambda info: score_rollouts(info, cfg.rl.reward))
         rl, t = cfg.rl, cfg.train
-        self.algo = rl.algo
-        self.n = rl.n_samples if rl.algo == "grpo" else 1
-        self.rows = cfg.data.train_batch_size * self.n
-        self.mini_rows = t.mini_batch_size * self.n
+        self.spec = algorithms.resolve(rl)
+        self.n = self.spec.n_samples
+        self.rows = algorithms.rows_per_step(cfg)
+        self.mini_rows = int(t.mini_batch_size)  # rows (responses), as veRL counts them
         self.n_mini = self.rows // self.mini_rows
         n_micro = self.mini_rows // t.micro_batch_size
-        self.updates_per_step = self.n_mini * t.ppo_epochs
+        self.updates_per_step = algorithms.updates_per_step(cfg)
         temperature = float(cfg.rollout.temperature) or 1.0
         self.step_count = 0
 
@@ -99,8 +88,7 @@ class Trainer:
         # One update per step: old policy == current policy, so the old log-probs need no
         # forward pass of their own unless the KL-in-reward needs them before the update.
         self.on_policy = self.updates_per_step == 1
-        kl_in_reward = (not rl.use_kl_loss) and rl.kl_coef > 0
-        self.need_old_logprobs = not self.on_policy or kl_in_reward
+        self.need_old_logprobs = not self.on_policy or self.spec.kl == "reward"
         self.actor_update = step_lib.make_update_fn(
             step_lib.actor_loss_fn(self.graphdef, self.rest, rl, temperature=temperature,
                                    on_policy=self.on_policy),
@@ -111,9 +99,9 @@ class Trainer:
                                                 mesh=mesh)
         # The frozen reference: its own buffers (the actor's are donated to the update step).
         self.ref_params = (jax.tree.map(jnp.copy, self.actor_state.params)
-                           if rl.kl_coef > 0 else None)
-        self.critic_state = None
-        if self.algo == "ppo":
+                           if self.spec.needs_reference else None)
+        self.critic_state = self.critic_update = self.values_fn = None
+        if self.spec.critic:
             critic = make_critic(actor, actor.cfg.hidden_size, seed=int(t.seed))
             self.critic_graphdef, c_params, self.critic_rest = nnx.split(critic, nnx.Param, ...)
             self.critic_tx = make_optimizer(
@@ -128,7 +116,8 @@ class Trainer:
                 state_shardings=critic_sh)
             self.values_fn = step_lib.make_forward_fn(
                 self.critic_graphdef, self.critic_rest, n_micro, kind="values", mesh=mesh)
-        self._prepare = jax.jit(self._prepare_impl)
+        self._prepare = jax.jit(lambda batch, scores, group_ids, values: prepare.prepare_batch(
+            batch, scores, group_ids, values, self.spec, cfg.rl))
 
     # ------------------------------------------------------------------ state
     def _init_state(self, params, tx, rules):
@@ -180,11 +169,6 @@ class Trainer:
             return batch
         return jax.device_put(batch, step_lib.batch_shardings(batch, self.mesh))
 
-    def _prepare_impl(self, base, scores, group_ids, values):
-        if self.algo == "grpo":
-            return grpo.prepare_grpo_batch(base, scores, group_ids, self.cfg.rl)
-        return ppo.prepare_ppo_batch(base, scores, values, self.cfg.rl)
-
     def train_step(self) -> dict[str, float]:
         """Runs one RL step and returns its metrics (floats)."""
         t_start = time.perf_counter()
@@ -197,22 +181,19 @@ class Trainer:
             from searchr1_jax.rollout.trajectory_log import write_trajectories
             write_trajectories(self.trajectory_path, info, rewards={"reward": scores, "em": em},
                                step=self.step_count + 1, group_ids=group_ids)
-        rb = pad_rollout(rb, _bucket(rb.prompt_tokens.shape[1], self.min_width),
-                         _bucket(rb.response_tokens.shape[1], self.min_width))
-        zeros = jnp.zeros(rb.response_tokens.shape, jnp.float32)
-        base = self._to_device(TrainBatch(
-            prompt_tokens=rb.prompt_tokens, prompt_mask=rb.prompt_mask,
-            response_tokens=rb.response_tokens, response_mask=rb.response_mask,
-            loss_mask=rb.loss_mask, old_logprobs=zeros, ref_logprobs=zeros, advantages=zeros,
-            returns=zeros, old_values=zeros))
+        base = self._to_device(prepare.train_batch(
+            rb, self.spec, _bucket(rb.prompt_tokens.shape[1], self.min_width),
+            _bucket(rb.response_tokens.shape[1], self.min_width)))
         fields = (base.prompt_tokens, base.prompt_mask, base.response_tokens, base.response_mask)
-        old = self.logp_fn(self.actor_state.params, *fields) if self.need_old_logprobs else zeros
-        ref = self.logp_fn(self.ref_params, *fields) if self.ref_params is not None else old
+        old = (self.logp_fn(self.actor_state.params, *fields) if self.need_old_logprobs
+               else base.old_logprobs)
+        ref = self.logp_fn(self.ref_params, *fields) if self.ref_params is not None else None
         values = (self.values_fn(self.critic_state.params, *fields)
-                  if self.algo == "ppo" else zeros)
+                  if self.values_fn is not None else None)
         base = base.replace(old_logprobs=old, ref_logprobs=ref)
         batch, prep_metrics = self._prepare(base, jnp.asarray(scores),
-                                            jnp.asarray(grpo.dense_group_ids(group_ids)), values)
+                                            jnp.asarray(prepare.dense_group_ids(group_ids)),
+                                            values)
         t_prepare = time.perf_counter()
         update_metrics = self._update(batch)
         jax.block_until_ready(self.actor_state.params)
@@ -233,7 +214,7 @@ class Trainer:
                 sl = slice(i * self.mini_rows, (i + 1) * self.mini_rows)
                 mini = self._to_device(jax.tree.map(lambda x: x[sl], batch))
                 metrics = {}
-                if self.algo == "ppo":
+                if self.critic_update is not None:
                     self.critic_state, cm = self.critic_update(self.critic_state, mini)
                     metrics.update({f"critic/{k}" if "/" not in k else k: v
                                     for k, v in cm.items()})

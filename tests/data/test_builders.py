@@ -122,6 +122,9 @@ def test_searchr1_builder_from_manual_files(tmp_path):
     assert [e.data_source for e in mix] == ["nq", "nq", "hotpotqa", "nq", "nq"]
     assert [e.question for e in mix[:3]] == ["a?", "b?", "c?"]
     assert [e.uid for e in mix] == [0, 1, 2, 3, 4]  # unique across sources and files
+    # The parquet's own prompt messages survive the TFDS records; jsonl rows have none.
+    assert mix[0].prompt_messages == (("user", "... Question: a?\n"),)
+    assert mix[3].prompt_messages == ()
 
 
 def test_searchr1_builder_without_files_or_hub(tmp_path, monkeypatch):

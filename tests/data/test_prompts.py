@@ -66,3 +66,26 @@ def test_baseline_prompts():
         user_prompt("q", "nope")
     with pytest.raises(ValueError, match="prompt_style"):
         build_prompt("q", object(), "weird")
+
+
+def test_file_prompt_is_used_as_written(bert_tokenizer):
+    """A parquet's own prompt messages (a custom template) are what the model sees: chat
+    template over all of them, or the first message's content without one (Search-R1's
+    rl_dataset.py); data.use_file_prompt=False rebuilds the prompt from the question."""
+    from searchr1_jax.data.prompts import example_prompt
+    from searchr1_jax.data.records import QaExample
+
+    ex = QaExample("i", "who got the first nobel prize in physics", ("Röntgen",), "nq",
+                   prompt_messages=(("user", "Custom: answer in <answer> tags. Q: who?"),))
+    assert example_prompt(ex, bert_tokenizer, "auto") == "Custom: answer in <answer> tags. Q: who?"
+    assert example_prompt(ex, bert_tokenizer, "auto", use_file_prompt=False) == EXPECTED_NQ
+    bert_tokenizer.chat_template = QWEN_LIKE_TEMPLATE
+    try:
+        assert example_prompt(ex, bert_tokenizer, "auto") == (
+            "<|im_start|>user\nCustom: answer in <answer> tags. Q: who?<|im_end|>\n"
+            "<|im_start|>assistant\n")
+        plain = QaExample("j", "who got the first nobel prize in physics", ("x",), "nq")
+        assert example_prompt(plain, bert_tokenizer, "auto") == (
+            "<|im_start|>user\n" + EXPECTED_NQ + "<|im_end|>\n<|im_start|>assistant\n")
+    finally:
+        bert_tokenizer.chat_template = None

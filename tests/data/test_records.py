@@ -53,6 +53,27 @@ def test_searchr1_parquet_fields(tmp_path):
     assert len({e.uid for e in got}) == 2
 
 
+def test_searchr1_parquet_keeps_its_prompt(tmp_path):
+    """Search-R1 feeds the parquet's `prompt` messages as written (rl_dataset.py), so a file
+    made with a custom template keeps it."""
+    custom = _searchr1_row("nq", "who wrote hamlet", ["Shakespeare"], 0)
+    custom["prompt"] = [{"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": "Use <search>. Question: who wrote hamlet?"}]
+    bad = _searchr1_row("nq", "q", ["a"], 1)
+    bad["prompt"] = [{"role": "user", "content": None}]
+    bad["extra_info"]["question"] = "q"
+    path = str(tmp_path / "custom.parquet")
+    pq.write_table(pa.Table.from_pylist([custom]), path)
+    (ex,) = read_qa_file(path)
+    assert ex.question == "who wrote hamlet?"
+    assert ex.prompt_messages == (("system", "Be brief."),
+                                  ("user", "Use <search>. Question: who wrote hamlet?"))
+    path = str(tmp_path / "bad.parquet")
+    pq.write_table(pa.Table.from_pylist([_searchr1_row("nq", "q", ["a"], 0), bad]), path)
+    with pytest.raises(DataError, match=r"bad.parquet, row 1: field 'prompt\[0\]' must be"):
+        read_searchr1_parquet(path)
+
+
 @pytest.mark.parametrize("row, field", [
     ({"golden_answers": ["x"]}, "'question' is missing"),
     ({"question": "  ", "golden_answers": ["x"]}, "'question' is empty"),

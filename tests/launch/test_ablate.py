@@ -42,7 +42,8 @@ def test_each_run_changes_only_its_switch(ablate, tmp_path):
     base = _flat(ablate.run_config(args, ablate.BASELINE).to_dict())
     assert base["train.steps"] == 3
     expected = {"no_mask": {"rl.mask_retrieved_tokens"},
-                "ppo": {"rl.algo", "rl.n_samples", "rl.use_kl_loss", "train.micro_batch_size"},
+                "ppo": {"rl.algo", "rl.n_samples", "rl.use_kl_loss", "train.mini_batch_size",
+                        "train.micro_batch_size"},
                 "base": {"model.name", "data.prompt_style"}}
     for name, keys in expected.items():
         cfg = _flat(ablate.run_config(args, name).to_dict())
@@ -51,7 +52,7 @@ def test_each_run_changes_only_its_switch(ablate, tmp_path):
         assert cfg["train.seed"] == base["train.seed"]
         assert cfg["data.shuffle_seed"] == base["data.shuffle_seed"]
         assert cfg["output.dir"] == os.path.join(str(tmp_path), name)
-    assert ablate.run_config(args, "base").data.prompt_style == "raw"
+    assert ablate.run_config(args, "base").data.prompt_style == "auto"  # Search-R1's rule
     ppo = ablate.run_config(args, "ppo")
     assert ppo.rl.algo == "ppo" and ppo.rl.n_samples == 1 and not ppo.rl.use_kl_loss
     no_base = ablate.parse_args([f"--out={tmp_path}"])

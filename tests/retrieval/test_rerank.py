@@ -78,3 +78,30 @@ def test_config_switch_wires_the_reranker(tiny_cross_encoder, small_corpus, tmp_
     retriever = build_retriever(rcfg)
     assert isinstance(retriever, RerankingRetriever) and retriever.candidates == 5
     assert [len(r) for r in retriever.search(["Shirley Temple", "Animorphs"], 3)] == [3, 3]
+
+
+def test_http_kind_reranks_client_side(tiny_cross_encoder, small_corpus):
+    """retrieval.rerank with kind=http is no longer ignored: the server's candidates are
+    re-scored by the cross-encoder in the client, exactly as for an in-process retriever."""
+    from searchr1_jax.retrieval.client import RetrievalClient
+    from searchr1_jax.retrieval.server import BackgroundServer, create_app
+
+    path, model = tiny_cross_encoder
+    store = PassageStore.from_passages(small_corpus)
+    local = BM25Retriever(BM25Index.build(store.iter_contents()), store)
+    queries = ["Kiss and Tell Shirley Temple", "Animorphs science fantasy series"]
+    with BackgroundServer(create_app(local)) as srv:
+        rcfg = base_config.get_config().retrieval
+        rcfg.kind, rcfg.url = "http", srv.url + "/retrieve"
+        rcfg.rerank, rcfg.reranker, rcfg.rerank_candidates = True, path, 10
+        retriever = build_retriever(rcfg)
+        assert isinstance(retriever, RerankingRetriever)
+        assert isinstance(retriever.base, RetrievalClient)
+        got = retriever.search(queries, 3)
+    # Same reranker settings in process (build_retriever's defaults) give the same hits.
+    want = RerankingRetriever(local, CrossEncoderReranker(path), candidates=10).search(queries, 3)
+    assert [[h["id"] for h in r] for r in got] == [[h["id"] for h in r] for r in want]
+    np.testing.assert_allclose([h["score"] for r in got for h in r],
+                               [h["score"] for r in want for h in r], rtol=1e-5)
+    bm25 = [h["score"] for r in local.search(queries, 3) for h in r]
+    assert not np.allclose([h["score"] for r in got for h in r], bm25)  # cross-encoder scores

@@ -152,14 +152,88 @@ def test_grpo_property_vs_torch(ids, seed):
 
 
 def test_registry():
-    assert rl.ADVANTAGE_ESTIMATORS.get("gae") is rl.gae_advantages
-    assert rl.ADVANTAGE_ESTIMATORS.get("grpo") is rl.grpo_advantages
-    with pytest.raises(ValueError, match=r"unknown advantage estimator 'rloo'.*\['gae', 'grpo'\]"):
-        rl.ADVANTAGE_ESTIMATORS.get("rloo")
+    names = ["drgrpo", "gae", "grpo", "reinforce_pp", "rloo"]
+    assert rl.ADVANTAGE_ESTIMATORS.names() == names
+    with pytest.raises(ValueError, match=r"unknown advantage estimator 'vtrace'.*'gae', 'grpo'"):
+        rl.ADVANTAGE_ESTIMATORS.get("vtrace")
+    # One call signature for all; each adapter gives its function's numbers.
+    r = np.array([[0, 0, 1.0], [0, .5, 0]], np.float32)
+    m = np.array([[1, 1, 1], [1, 1, 0]], np.float32)
+    v = np.array([[.5, .2, .4], [.1, .3, 0]], np.float32)
+    ids = np.array([3, 3], np.int32)
+    adv, ret = rl.ADVANTAGE_ESTIMATORS.get("gae")(r, m, values=v, gamma=.9, lam=.5)
+    ref = rl.gae_advantages(r, v, m, .9, .5)
+    np.testing.assert_allclose(adv, ref[0]) and np.testing.assert_allclose(ret, ref[1])
+    adv, ret = rl.ADVANTAGE_ESTIMATORS.get("grpo")(r, m, group_ids=ids)
+    np.testing.assert_allclose(adv, rl.grpo_advantages(r, ids, m))
+    np.testing.assert_allclose(ret, adv)
+    with pytest.raises(ValueError, match="needs the critic's values"):
+        rl.ADVANTAGE_ESTIMATORS.get("gae")(r, m)
+    with pytest.raises(ValueError, match="needs group_ids"):
+        rl.ADVANTAGE_ESTIMATORS.get("rloo")(r, m)
     jitted = jax.jit(rl.gae_advantages, static_argnames=("gamma", "lam", "whiten"))
     m = jnp.ones((2, 3))
     np.testing.assert_allclose(jitted(m, m * .5, m, gamma=1.0, lam=1.0)[1],
                                rl.gae_advantages(m, m * .5, m)[1])
+
+
+# Hand-computed group advantages: scores [1, 0, 0 | 1, 1 | .5], groups [7, 7, 7, 2, 2, 9].
+GROUP_SCORES = np.array([1, 0, 0, 1, 1, .5], np.float32)
+GROUP_IDS = np.array([7, 7, 7, 2, 2, 9], np.int32)
+
+
+def test_drgrpo_is_score_minus_group_mean_without_std():
+    # group 7: mean 1/3 -> [2/3, -1/3, -1/3]; group 2: mean 1 -> [0, 0]; lone row: mean 0 -> .5
+    mask = np.ones((6, 2), np.float32)
+    mask[1, 1] = 0  # a padding token gets 0
+    adv = np.asarray(rl.drgrpo_advantages(GROUP_SCORES, GROUP_IDS, mask))
+    want = np.array([2 / 3, -1 / 3, -1 / 3, 0, 0, .5])
+    np.testing.assert_allclose(adv[:, 0], want, atol=1e-6)
+    assert adv[1, 1] == 0.0
+    adv, ret = rl.ADVANTAGE_ESTIMATORS.get("drgrpo")(GROUP_SCORES[:, None] * 1.0,
+                                                     np.ones((6, 1)), group_ids=GROUP_IDS)
+    np.testing.assert_allclose(np.asarray(adv)[:, 0], want, atol=1e-6)
+
+
+def test_rloo_is_score_minus_mean_of_the_others():
+    # group 7: [1 - (0+0)/2, 0 - (1+0)/2, 0 - (1+0)/2] = [1, -.5, -.5]; group 2: [1-1, 1-1];
+    # a lone row keeps its score (veRL: its baseline is 0).
+    adv = np.asarray(rl.rloo_advantages(GROUP_SCORES, GROUP_IDS, np.ones((6, 3))))
+    np.testing.assert_allclose(adv[:, 2], [1, -.5, -.5, 0, 0, .5], atol=1e-6)
+    # Token rewards are summed over time first: [.25, .75] -> score 1.
+    tok = np.zeros((6, 2), np.float32)
+    tok[:, 1] = GROUP_SCORES
+    tok[0] = [.25, .75]
+    np.testing.assert_allclose(np.asarray(rl.rloo_advantages(tok, GROUP_IDS, np.ones((6, 2))))
+                               [:, 0], [1, -.5, -.5, 0, 0, .5], atol=1e-6)
+
+
+def test_reinforce_pp_discounted_returns_whitened_over_the_batch():
+    # row 0 rewards [0, 0, 1] (3 tokens), row 1 [0, .5] (2 tokens), gamma 1:
+    # G = [1, 1, 1 | .5, .5]; mean .8, unbiased var (3 * .04 + 2 * .09) / 4 = .075
+    r = np.array([[0, 0, 1, 0], [0, .5, 0, 0]], np.float32)
+    m = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], np.float32)
+    adv, ret = rl.reinforce_pp_advantages(r, m, gamma=1.0)
+    np.testing.assert_allclose(ret, [[1, 1, 1, 0], [.5, .5, 0, 0]], atol=1e-6)
+    hi, lo = .2 / np.sqrt(.075 + 1e-8), -.3 / np.sqrt(.075 + 1e-8)
+    np.testing.assert_allclose(adv, [[hi, hi, hi, 0], [lo, lo, 0, 0]], atol=1e-5)
+    # gamma .5: row 0 returns [.25, .5, 1]; row 1 [.25, .5]
+    _, ret = rl.ADVANTAGE_ESTIMATORS.get("reinforce_pp")(r, m, gamma=.5)
+    np.testing.assert_allclose(ret, [[.25, .5, 1, 0], [.25, .5, 0, 0]], atol=1e-6)
+
+
+def test_gae_whiten_mask_separates_recursion_from_statistics():
+    # Search-R1's shifted critic mask: recurse over [1, 1, 1] but whiten over [1, 1, 0].
+    adv_raw, _ = rl.gae_advantages(np.array([[0, 1.0, 0]]), np.array([[.5, .2, .4]]),
+                                   np.ones((1, 3)), 1.0, 0.5, whiten=False)
+    # delta2 = -.4, A2 = -.4; delta1 = 1 + .4 - .2 = 1.2, A1 = 1.2 - .2 = 1.0;
+    # delta0 = .2 - .5 = -.3, A0 = -.3 + .5 = .2
+    np.testing.assert_allclose(adv_raw, [[.2, 1.0, -.4]], atol=1e-6)
+    adv, _ = rl.gae_advantages(np.array([[0, 1.0, 0]]), np.array([[.5, .2, .4]]),
+                               np.ones((1, 3)), 1.0, 0.5, whiten_mask=np.array([[1, 1, 0.]]))
+    mean, std = .6, np.sqrt(.32 + 1e-8)  # over [.2, 1.0]: unbiased var .32
+    np.testing.assert_allclose(adv, [[(.2 - mean) / std, (1 - mean) / std, (-.4 - mean) / std]],
+                               atol=1e-5)
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)

@@ -31,8 +31,11 @@ def base_config():
 
 
 def random_batch(seed: int, rows: int = 16, prompt: int = 5, response: int = 7,
-                 vocab: int = 48) -> TrainBatch:
-    """Left-padded prompts, right-padded responses with an observation block (loss_mask 0)."""
+                 vocab: int = 48, mask_retrieved: bool = True) -> TrainBatch:
+    """Left-padded prompts, right-padded responses with an observation block (generated-token
+    mask 0 there). Every field is filled: ``policy_mask`` is the generated-token mask when
+    ``mask_retrieved`` (else the response mask), ``kl_mask`` the generated-token mask,
+    ``critic_mask`` the response mask."""
     rng = np.random.default_rng(seed)
     p_len = rng.integers(1, prompt + 1, rows)
     r_len = rng.integers(0, response + 1, rows)
@@ -48,7 +51,9 @@ def random_batch(seed: int, rows: int = 16, prompt: int = 5, response: int = 7,
         prompt_tokens=jnp.asarray(rng.integers(0, vocab, (rows, prompt)), jnp.int32),
         prompt_mask=jnp.asarray(prompt_mask),
         response_tokens=jnp.asarray(rng.integers(0, vocab, (rows, response)), jnp.int32),
-        response_mask=jnp.asarray(response_mask), loss_mask=jnp.asarray(loss_mask),
+        response_mask=jnp.asarray(response_mask),
+        policy_mask=jnp.asarray(loss_mask if mask_retrieved else response_mask),
+        kl_mask=jnp.asarray(loss_mask), critic_mask=jnp.asarray(response_mask),
         old_logprobs=jnp.asarray(-3.9 + 0.3 * f(rows, response)),
         ref_logprobs=jnp.asarray(-3.9 + 0.3 * f(rows, response)),
         advantages=jnp.asarray(f(rows, response)), returns=jnp.asarray(f(rows, response)),

@@ -213,3 +213,22 @@ def test_preemption_save_at_safe_point(tmp_path):
     assert out.step == 4 and int(out.state.step) == int(state.step) and \
         out.host["reason"] == "preempted"
     mgr.close()
+
+
+def test_restore_subtree_reads_only_the_actor_params(tmp_path):
+    """evaluate.py restores the actor's parameters alone (no trainer, optimizer, critic or
+    reference is built): the subtree comes back exactly, on the target's structure."""
+    state, _ = _trained_state(seed=3)
+    ref = jax.tree.map(lambda x: x * 0 + 7.0, state.params)
+    with CheckpointManager(str(tmp_path / "ckpt"), async_save=False) as mgr:
+        mgr.save(5, {"actor": state, "ref": ref}, host={"data": {}})
+        mgr.wait()
+        fresh = nnx.split(TinyMLP(nnx.Rngs(9)), nnx.Param)[1]
+        step, out = mgr.restore_subtree({"actor": {"params": fresh}})
+    assert step == 5
+    assert set(out) == {"actor"} and set(out["actor"]) == {"params"}
+    assert jax.tree.structure(out["actor"]["params"]) == jax.tree.structure(state.params)
+    _assert_trees_equal(out["actor"]["params"], state.params)
+    with CheckpointManager(str(tmp_path / "ckpt"), async_save=False) as mgr:
+        with pytest.raises(FileNotFoundError, match="step 6 not in"):
+            mgr.restore_subtree({"actor": {"params": fresh}}, step=6)

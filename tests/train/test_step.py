@@ -16,9 +16,12 @@ from tests.train.test_logprobs import direct_logprobs, reference_positions
 def reference_actor_loss(model, b, rl, pos):
     """Search-R1's actor objective over the whole batch, written out by hand (DESIGN.md)."""
     logp, ent = direct_logprobs(model, b, pos=pos)
-    mask = b.loss_mask if rl.mask_retrieved_tokens else b.response_mask
+    gen = b.kl_mask  # random_batch: the generated-token mask
+    mask = gen if rl.mask_retrieved_tokens else b.response_mask
     if rl.loss_agg == "token_mean":
         mean = lambda x: jnp.sum(jnp.where(mask > 0, x, 0.0)) / jnp.sum(mask)  # noqa: E731
+    elif rl.loss_agg == "seq_mean_token_sum":  # Dr. GRPO: mean over all rows of token sums
+        mean = lambda x: jnp.sum(jnp.where(mask > 0, x, 0.0)) / mask.shape[0]  # noqa: E731
     else:
         def mean(x):
             n = mask.sum(-1)
@@ -26,27 +29,30 @@ def reference_actor_loss(model, b, rl, pos):
             return jnp.sum(jnp.where(n > 0, rows, 0.0)) / jnp.sum(n > 0)
     ratio = jnp.exp(logp - b.old_logprobs)
     a = b.advantages
-    pg = jnp.maximum(-a * ratio, -a * jnp.clip(ratio, 1 - rl.clip_ratio, 1 + rl.clip_ratio))
+    high = rl.clip_ratio_high or rl.clip_ratio  # DAPO clip-higher: 1 + eps_high above
+    pg = jnp.maximum(-a * ratio, -a * jnp.clip(ratio, 1 - rl.clip_ratio, 1 + high))
     d = b.ref_logprobs - logp
     kl = jnp.clip(jnp.exp(d) - d - 1, -10, 10)
     return mean(pg) - rl.entropy_coef * mean(ent) + rl.kl_coef * mean(kl)
 
 
-def _rl(loss_agg="token_mean", mask_retrieved=True):
+def _rl(loss_agg="token_mean", mask_retrieved=True, clip_high=0.0):
     rl = base_config().rl
     rl.loss_agg, rl.mask_retrieved_tokens = loss_agg, mask_retrieved
+    rl.clip_ratio_high = clip_high
     rl.entropy_coef, rl.kl_coef = 0.01, 0.1  # large enough that every term shows in the grads
     return rl
 
 
-@pytest.mark.parametrize("loss_agg,mask_retrieved", [
-    ("token_mean", True), ("seq_mean_token_mean", True),
-    pytest.param("token_mean", False, marks=pytest.mark.slow)])
-def test_micro_batch_accumulation_is_exact(loss_agg, mask_retrieved):
-    rl = _rl(loss_agg, mask_retrieved)
+@pytest.mark.parametrize("loss_agg,mask_retrieved,clip_high", [
+    ("token_mean", True, 0.0), ("seq_mean_token_mean", True, 0.0),
+    ("seq_mean_token_sum", True, 0.28),  # Dr. GRPO aggregation with DAPO's clip-higher
+    pytest.param("token_mean", False, 0.0, marks=pytest.mark.slow)])
+def test_micro_batch_accumulation_is_exact(loss_agg, mask_retrieved, clip_high):
+    rl = _rl(loss_agg, mask_retrieved, clip_high)
     model = tiny_model(3, num_layers=1)
     graphdef, params, rest = split_params(model)
-    b = random_batch(3, rows=16)
+    b = random_batch(3, rows=16, mask_retrieved=mask_retrieved)
     loss_fn = step_lib.actor_loss_fn(graphdef, rest, rl, chunk=4)
     total_fn = step_lib.actor_total_fn(rl)
     acc = jax.jit(lambda p, b, n: step_lib.accumulate_grads(loss_fn, total_fn, p, b, n),
@@ -71,7 +77,7 @@ def test_masked_tokens_do_not_touch_the_update():
     model = tiny_model(4)
     graphdef, params, rest = split_params(model)
     b = random_batch(4, rows=8)
-    masked = (b.loss_mask == 0)
+    masked = (b.policy_mask == 0)
     assert bool(jnp.any(masked & (b.response_mask > 0)))  # there are retrieved tokens
     poisoned = b.replace(old_logprobs=jnp.where(masked, jnp.nan, b.old_logprobs),
                          ref_logprobs=jnp.where(masked, 1e4, b.ref_logprobs),

@@ -13,7 +13,7 @@ def tiny_config(algo: str, steps: int):
     cfg.rl.algo = algo
     cfg.rl.n_samples = 8 if algo == "grpo" else 1
     cfg.data.train_batch_size = 4 if algo == "grpo" else 32
-    cfg.train.mini_batch_size = cfg.data.train_batch_size // 2
+    cfg.train.mini_batch_size = 16  # rows: two updates per step (32 rows) for both
     cfg.train.micro_batch_size = 8
     cfg.train.steps = steps
     cfg.train.actor_lr, cfg.train.critic_lr = 3e-3, 3e-3
